@@ -1,0 +1,39 @@
+# One-command set-up: `make demo` and `make test` both create .venv when missing.
+# torch==2.13.0 is installed first so that pip never resolves a multi-GB CUDA build.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+RUN_DIR ?= runs/demo-rbm-digits
+
+.PHONY: setup demo test test-slow lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/ebmlab train rbm --dataset digits --n-hidden 64 --epochs 30 --batch-size 20 \
+		--lr 0.05 --cd-k 1 --persistent --seed 0 --out $(RUN_DIR) --overwrite
+	$(BIN)/ebmlab eval $(RUN_DIR)
+	@echo "Run folder: $(RUN_DIR) (figures in $(RUN_DIR)/figures)"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 -m "not slow"
+
+# Exit code 5 means "no test selected", which is not a failure for this subset.
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 -m slow; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_rbm.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

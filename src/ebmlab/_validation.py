@@ -1,0 +1,84 @@
+"""Argument checks shared by every layer.
+
+Each check raises one :class:`ValueError` (or :class:`TypeError`) whose message
+names the argument, the offending value and what was expected, so that the CLI
+can print it as a one-line error.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import torch
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """Return ``value`` if it is an int >= 1, else raise naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    return value
+
+
+def check_nonnegative_int(name: str, value: object) -> int:
+    """Return ``value`` if it is an int >= 0, else raise naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer; got {value!r}")
+    return value
+
+
+def check_positive_float(name: str, value: object) -> float:
+    """Return ``value`` as a float if it is finite and > 0."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
+    return float(value)
+
+
+def check_nonnegative_float(name: str, value: object) -> float:
+    """Return ``value`` as a float if it is finite and >= 0."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
+    return float(value)
+
+
+def check_probability(name: str, value: object, *, open_interval: bool = False) -> float:
+    """Return ``value`` if it lies in [0, 1] (or (0, 1) when ``open_interval``)."""
+    ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = 0 < value < 1 if open_interval else 0 <= value <= 1
+    if not ok:
+        bounds = "(0, 1)" if open_interval else "[0, 1]"
+        raise ValueError(f"{name} must lie in {bounds}; got {value!r}")
+    return float(value)
+
+
+def check_choice(name: str, value: object, choices: tuple[str, ...] | list[str]) -> str:
+    """Return ``value`` if it is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def check_matrix(name: str, x: object, *, n_columns: int | None = None) -> torch.Tensor:
+    """Check that ``x`` is a finite floating 2-D tensor (optionally with ``n_columns``)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor; got {type(x).__name__}")
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (batch, features); got shape {tuple(x.shape)}")
+    if n_columns is not None and x.shape[1] != n_columns:
+        raise ValueError(f"{name} must have {n_columns} columns; got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must have a floating dtype; got {x.dtype}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or inf values")
+    return x
+
+
+def check_unit_interval(name: str, x: torch.Tensor, *, model: str) -> torch.Tensor:
+    """Check that every entry of ``x`` lies in [0, 1], as Bernoulli units require."""
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise ValueError(
+            f"{name} must lie in [0, 1] for a {model}; got min={x.min().item():.4g}, "
+            f"max={x.max().item():.4g}"
+        )
+    return x
