@@ -140,7 +140,7 @@ class BernoulliRBM(nn.Module):
         return sample_bernoulli(self.mean_v(h), generator=generator)
 
     def sample_v_from_mean(self, mean: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draw visible units given :math:`p(v \mid h)` already computed (saves a GEMM)."""
+        r"""Draw visible units given :math:`p(v \mid h)` already computed (saves a GEMM)."""
         return sample_bernoulli(mean, generator=generator)
 
     # ----- validation -----------------------------------------------------------------

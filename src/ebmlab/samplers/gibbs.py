@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 import torch
 
+from ebmlab.samplers.base import run_chain
+
 
 class LayeredModel(Protocol):
     def sample_h(self, v: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor: ...
@@ -68,3 +70,27 @@ def _sample_from_mean(model: Any, hidden: torch.Tensor, mean: torch.Tensor, gene
     if sample_from_mean is not None:
         return sample_from_mean(mean, generator=generator)
     return model.sample_v(hidden, generator=generator)
+
+
+@torch.no_grad()
+def sample_visible(
+    model: Any,
+    n_samples: int,
+    n_steps: int,
+    *,
+    generator: torch.Generator | None = None,
+    init: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Run ``n_samples`` independent block Gibbs chains for ``n_steps`` sweeps.
+
+    Chains start at ``init`` or, by default, at uniform random binary visible
+    vectors. Returns the last sweep's visible means p(v | h), the usual way to
+    display RBM samples.
+    """
+    if init is None:
+        reference = next(model.parameters())
+        init = torch.rand(
+            n_samples, model.n_visible, generator=generator, dtype=reference.dtype, device=reference.device
+        ).round()
+    state, _, _ = run_chain(BlockGibbs(model), GibbsState(visible=init), n_steps, generator=generator)
+    return state.visible_mean if state.visible_mean is not None else state.visible

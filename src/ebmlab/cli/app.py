@@ -1,0 +1,60 @@
+"""The ``ebmlab`` command: wiring only; every action is a Python function elsewhere.
+
+Mistakes of the user (bad arguments, missing data, corrupt checkpoints) print one
+line ``error: ...`` and exit with code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ebmlab.cli import data_commands, inspect_commands, train_commands
+
+app = typer.Typer(
+    name="ebmlab",
+    help="Hierarchical energy-based models: train, sample, evaluate and report.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(train_commands.app, name="train")
+app.add_typer(data_commands.app, name="data")
+app.command("sample")(inspect_commands.sample)
+app.command("eval")(inspect_commands.evaluate)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from ebmlab.experiments.run_folder import RunFolderError
+    from ebmlab.training.checkpoint import CheckpointError
+
+    return (ValueError, TypeError, FileNotFoundError, RunFolderError, CheckpointError)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``ebmlab`` console script."""
+    from ebmlab.training.trainer import NonFiniteError
+
+    try:
+        app(args=argv, standalone_mode=False)
+    except NonFiniteError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except _user_errors() as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print("interrupted; resume with --resume RUN_DIR", file=sys.stderr)
+        raise SystemExit(130) from None
+    except typer.Exit as exit_:
+        raise SystemExit(exit_.exit_code) from None
+    except (typer.Abort, SystemExit):
+        raise
+    except Exception as error:  # click's usage errors
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            raise SystemExit(error.exit_code) from None
+        raise

@@ -1,0 +1,51 @@
+"""``ebmlab sample RUN_DIR`` and ``ebmlab eval RUN_DIR``: read a run folder, never change it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+
+def sample(
+    run_dir: Path = typer.Argument(..., help="A run folder written by `ebmlab train`."),
+    n: int = typer.Option(64, "--n", help="Number of samples (independent chains)."),
+    n_steps: int = typer.Option(1000, help="Gibbs sweeps per chain."),
+    seed: int = typer.Option(0, help="Random seed."),
+    out: Path | None = typer.Option(None, help="PNG to write (default RUN_DIR/figures/samples-SEED.png)."),
+) -> None:
+    """Draw samples from a trained model and save them as an image grid."""
+    from ebmlab.experiments.registry import sample_run
+
+    path = sample_run(run_dir, n=n, n_steps=n_steps, seed=seed, out=out)
+    typer.echo(f"wrote {path}")
+
+
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="A run folder written by `ebmlab train`."),
+    loglik: bool = typer.Option(False, "--loglik", help="Estimate the test log-likelihood (AIS and reverse AIS)."),
+    n_chains: int = typer.Option(100, help="AIS chains (with --loglik)."),
+    n_betas: int | None = typer.Option(
+        None, help="AIS temperatures, evenly spaced (default: the 14,500-step schedule)."
+    ),
+    seed: int = typer.Option(0, help="Random seed of the estimators."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+) -> None:
+    """Evaluate a trained model on its dataset's test split."""
+    from ebmlab.experiments.registry import evaluate_run
+
+    result = evaluate_run(run_dir, loglik=loglik, n_chains=n_chains, n_betas=n_betas, seed=seed)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    for key, value in _flatten(result):
+        typer.echo(f"{key:40s} {value:.6g}" if isinstance(value, float) else f"{key:40s} {value}")
+
+
+def _flatten(result: dict, prefix: str = ""):
+    for key, value in result.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value

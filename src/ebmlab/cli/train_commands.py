@@ -1,0 +1,74 @@
+"""``ebmlab train MODEL ...``: one subcommand per model family."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="Train a model into a run folder.", no_args_is_help=True)
+
+
+@app.command("rbm")
+def train_rbm(
+    dataset: str = typer.Option("digits", help="Dataset name (`ebmlab data list`)."),
+    data_dir: Path | None = typer.Option(None, help="Folder holding the dataset's files."),
+    n_hidden: int = typer.Option(64, help="Number of hidden units."),
+    epochs: int = typer.Option(10, help="Passes over the training data."),
+    batch_size: int = typer.Option(100, help="Minibatch size."),
+    lr: float = typer.Option(0.05, help="Learning rate."),
+    cd_k: int = typer.Option(1, help="Gibbs steps per update (the k of CD-k)."),
+    persistent: bool = typer.Option(False, "--persistent", help="Persistent chains (PCD-k)."),
+    momentum: float = typer.Option(0.5, help="Initial momentum."),
+    final_momentum: float = typer.Option(0.9, help="Momentum after --momentum-switch-epoch."),
+    momentum_switch_epoch: int = typer.Option(5, help="Epoch at which momentum switches."),
+    weight_decay: float = typer.Option(1e-4, help="L2 penalty on the weights."),
+    final_lr_fraction: float = typer.Option(1.0, help="The learning rate decays linearly to this fraction."),
+    sparsity_target: float | None = typer.Option(None, help="Target mean hidden activation."),
+    sparsity_cost: float = typer.Option(0.0, help="Weight of the sparsity penalty."),
+    binarization: str = typer.Option("dynamic", help="threshold, stochastic (fixed) or dynamic (per epoch)."),
+    validation_fraction: float = typer.Option(0.1, help="Share of training data held out for monitoring."),
+    seed: int = typer.Option(0, help="Random seed: the run is reproducible from it."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    dtype: str = typer.Option("float32", help="float32 or float64."),
+    out: Path | None = typer.Option(None, help="Run folder to create."),
+    resume: Path | None = typer.Option(None, help="Continue this run folder from its last checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Train a Bernoulli RBM by CD-k or PCD-k."""
+    from ebmlab.experiments.rbm import RBMExperimentConfig, resume_rbm, run_rbm
+    from ebmlab.training.trainer import CDConfig
+
+    if resume is not None:
+        run = resume_rbm(resume, progress=progress)
+    else:
+        if out is None:
+            raise ValueError("--out is required (the run folder to create), or pass --resume RUN_DIR")
+        training = CDConfig(
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            cd_k=cd_k,
+            persistent=persistent,
+            momentum=momentum,
+            final_momentum=final_momentum,
+            momentum_switch_epoch=momentum_switch_epoch,
+            weight_decay=weight_decay,
+            final_lr_fraction=final_lr_fraction,
+            sparsity_target=sparsity_target,
+            sparsity_cost=sparsity_cost,
+        )
+        config = RBMExperimentConfig(
+            dataset=dataset,
+            data_dir=None if data_dir is None else str(data_dir),
+            n_hidden=n_hidden,
+            binarization=binarization,
+            validation_fraction=validation_fraction,
+            seed=seed,
+            device=device,
+            dtype=dtype,
+            training=training,
+        )
+        run = run_rbm(config, out, overwrite=overwrite, progress=progress)
+    typer.echo(f"run folder: {run.path}  (figures in {run.figures})")

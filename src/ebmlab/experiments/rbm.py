@@ -1,0 +1,249 @@
+"""Recipe: train a Bernoulli RBM on a named dataset into a run folder, resumably."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import ebmlab
+from ebmlab._validation import check_choice, check_positive_int, check_probability
+from ebmlab.experiments.run_folder import RunFolder, RunFolderError
+from ebmlab.models.rbm import BernoulliRBM
+from ebmlab.samplers.gibbs import sample_visible
+from ebmlab.training.checkpoint import load_checkpoint, load_model_state
+from ebmlab.training.trainer import CDConfig, CDTrainer
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+BINARIZATIONS = ("threshold", "stochastic", "dynamic")
+MONITOR_SIZE = 1000  # examples used for per-epoch monitors: enough for a stable mean, cheap
+
+
+@dataclass
+class RBMExperimentConfig:
+    """Everything needed to redo an RBM run (saved as the run's ``config.yaml``).
+
+    ``binarization``: ``threshold`` (pixels > 0.5), ``stochastic`` (one Bernoulli
+    draw per pixel, fixed for the run) or ``dynamic`` (redrawn every epoch).
+    """
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    n_hidden: int = 64
+    binarization: str = "dynamic"
+    validation_fraction: float = 0.1
+    seed: int = 0
+    device: str = "cpu"
+    dtype: str = "float32"
+    keep_last: int = 3
+    training: CDConfig = field(default_factory=CDConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.training, dict):
+            self.training = CDConfig(**self.training)
+        check_positive_int("n_hidden", self.n_hidden)
+        check_choice("binarization", self.binarization, BINARIZATIONS)
+        check_probability("validation_fraction", self.validation_fraction)
+        check_choice("dtype", self.dtype, tuple(DTYPES))
+        check_choice("device", self.device.split(":")[0], ("cpu", "cuda"))
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device is {self.device!r} but CUDA is not available on this machine")
+        self.training.dynamic_binarization = self.binarization == "dynamic"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": "rbm", "ebmlab_version": ebmlab.__version__, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, config: dict[str, Any]) -> RBMExperimentConfig:
+        fields = {k: v for k, v in config.items() if k not in ("model", "ebmlab_version")}
+        try:
+            return cls(**fields)
+        except TypeError as error:
+            raise RunFolderError(f"config.yaml does not describe an RBM run: {error}") from error
+
+
+@dataclass
+class PreparedData:
+    """Training data (grey levels for dynamic binarisation), fixed binary monitor sets, test data."""
+
+    train: torch.Tensor
+    monitor_train: torch.Tensor
+    validation: torch.Tensor | None
+    test: torch.Tensor
+    image_shape: tuple[int, int]
+
+
+def prepare_data(config: RBMExperimentConfig) -> PreparedData:
+    """Load, split and binarise the data as ``config`` says, on its device and dtype."""
+    from ebmlab.data import load_dataset, prepare_binary, train_validation_split
+
+    dtype, device = DTYPES[config.dtype], torch.device(config.device)
+    full = load_dataset(config.dataset, split="train", data_dir=config.data_dir)
+    test = load_dataset(config.dataset, split="test", data_dir=config.data_dir)
+    if config.validation_fraction > 0:
+        train, validation = train_validation_split(
+            full, validation_fraction=config.validation_fraction, seed=config.seed
+        )
+    else:
+        train, validation = full, None
+    generator = torch.Generator().manual_seed(config.seed + 1)
+
+    def binary(x: torch.Tensor) -> torch.Tensor:
+        # Monitors and test data need fixed binary vectors, also under dynamic binarisation.
+        method = "stochastic" if config.binarization == "dynamic" else config.binarization
+        return prepare_binary(x, method, generator=generator).to(device=device, dtype=dtype)
+
+    train_binary = prepare_binary(train.images, config.binarization, generator=generator)
+    return PreparedData(
+        train=train_binary.to(device=device, dtype=dtype),
+        monitor_train=binary(train.images[:MONITOR_SIZE]),
+        validation=None if validation is None else binary(validation.images[:MONITOR_SIZE]),
+        test=binary(test.images),
+        image_shape=tuple(full.image_shape),
+    )
+
+
+def build_model(config: RBMExperimentConfig, n_visible: int, generator: torch.Generator) -> BernoulliRBM:
+    return BernoulliRBM(
+        n_visible, config.n_hidden, generator=generator, dtype=DTYPES[config.dtype], device=config.device
+    )
+
+
+def run_rbm(
+    config: RBMExperimentConfig,
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> RunFolder:
+    """Train an RBM from scratch into the run folder ``out``; returns the folder."""
+    run = RunFolder(out, keep_last=config.keep_last).create(overwrite=overwrite)
+    run.write_config(config.to_dict())
+    data = prepare_data(config)
+    generator = torch.Generator(device=config.device).manual_seed(config.seed)
+    model = build_model(config, data.train.shape[1], generator)
+    model.init_visible_bias(data.train)
+    trainer = CDTrainer(model, config.training, generator=generator)
+    _train(run, trainer, data, progress=progress)
+    return run
+
+
+def resume_rbm(out: str | Path, *, progress: bool = True) -> RunFolder:
+    """Continue a killed RBM run from its newest checkpoint, to the same result."""
+    run = RunFolder(out)
+    config = RBMExperimentConfig.from_dict(run.read_config())
+    run.checkpoints.keep_last = config.keep_last
+    data = prepare_data(config)
+    generator = torch.Generator(device=config.device)
+    model = build_model(config, data.train.shape[1], generator)
+    trainer = CDTrainer(model, config.training, generator=generator)
+    latest = run.checkpoints.latest()
+    if latest is None:
+        raise RunFolderError(f"{run.path} has no checkpoint to resume from; start it again with --overwrite")
+    model_state, extra = load_checkpoint(latest)
+    load_model_state(model, model_state, source=str(latest))
+    trainer.load_state_dict(extra["trainer"])
+    run.truncate_metrics(last_epoch=trainer.epoch)
+    _train(run, trainer, data, progress=progress, best_score=extra.get("best_score"))
+    return run
+
+
+def _train(
+    run: RunFolder, trainer: CDTrainer, data: PreparedData, *, progress: bool, best_score: float | None = None
+) -> None:
+    from tqdm.auto import tqdm
+
+    epochs = range(trainer.epoch, trainer.config.epochs)
+    bar = tqdm(epochs, desc="training RBM", disable=not progress, initial=trainer.epoch, total=trainer.config.epochs)
+    for _ in bar:
+        record = trainer.train_epoch(data.train, progress=False)
+        record.update(trainer.monitor(data.monitor_train, data.validation))
+        record["epoch"] = trainer.epoch
+        score = record["pseudo_loglik"]
+        is_best = best_score is None or score > best_score
+        best_score = score if is_best else best_score
+        run.checkpoints.save(
+            trainer.epoch,
+            trainer.model.state_dict(),
+            {"trainer": trainer.state_dict(), "best_score": best_score, "epoch": trainer.epoch},
+            is_best=is_best,
+        )
+        run.append_metrics(record)
+        bar.set_postfix(pll=f"{score:.2f}", recon=f"{record['reconstruction_error']:.4f}")
+    write_figures(run, trainer.model, data.image_shape, seed=trainer.epoch)
+
+
+def write_figures(run: RunFolder, model: BernoulliRBM, image_shape: tuple[int, int], *, seed: int = 0) -> None:
+    """Samples (1,000 Gibbs sweeps from noise), filters and training curves."""
+    from ebmlab.viz.curves import save_training_curves
+    from ebmlab.viz.images import save_filters, save_image_grid
+
+    generator = torch.Generator(device=model.weight.device).manual_seed(seed)
+    samples = sample_visible(model, 64, 1000, generator=generator)
+    save_image_grid(samples, image_shape, run.figures / "samples.png", title="RBM samples (1,000 Gibbs sweeps)")
+    save_filters(model.weight, image_shape, run.figures / "filters.png")
+    save_training_curves(run.read_metrics(), run.figures / "training_curves.png")
+
+
+def load_rbm(run_dir: str | Path, *, which: str = "latest") -> tuple[RBMExperimentConfig, BernoulliRBM]:
+    """Load a trained RBM from a run folder (``which``: ``latest`` or ``best``)."""
+    run = RunFolder(run_dir)
+    config = RBMExperimentConfig.from_dict(run.read_config())
+    path = run.checkpoints.best if which == "best" else run.checkpoints.latest()
+    if path is None or not path.is_file():
+        raise RunFolderError(f"{run.path} has no {which} checkpoint")
+    model_state, _ = load_checkpoint(path)
+    n_visible = model_state["weight"].shape[0]
+    model = build_model(config, n_visible, torch.Generator(device=config.device))
+    load_model_state(model, model_state, source=str(path))
+    return config, model
+
+
+def evaluate_rbm(
+    run_dir: str | Path,
+    *,
+    loglik: bool = False,
+    n_chains: int = 100,
+    n_betas: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Metrics of a trained RBM on its test split (and, with ``loglik``, AIS + RAISE likelihoods).
+
+    Returns a JSON-ready dict; the keys are documented in docs/cli.md.
+    """
+    from ebmlab.estimators.pseudo_likelihood import pseudo_log_likelihood
+    from ebmlab.training.monitor import free_energy_gap, reconstruction_error
+
+    config, model = load_rbm(run_dir)
+    data = prepare_data(config)
+    generator = torch.Generator(device=config.device).manual_seed(seed)
+
+    with torch.no_grad():
+        result: dict[str, Any] = {
+            "model": "rbm",
+            "n_visible": model.n_visible,
+            "n_hidden": model.n_hidden,
+            "dataset": config.dataset,
+            "n_test": int(data.test.shape[0]),
+            "test_reconstruction_error": reconstruction_error(model, data.test, generator=generator),
+            "test_pseudo_loglik": float(pseudo_log_likelihood(model, data.test, exact=True).mean()),
+            "free_energy_gap": free_energy_gap(model, data.monitor_train, data.test[:MONITOR_SIZE]),
+        }
+    if loglik:
+        from ebmlab.estimators import evaluate_log_likelihood
+
+        result.update(
+            evaluate_log_likelihood(
+                model,
+                data.test,
+                train_data=data.train,
+                n_chains=n_chains,
+                n_betas=n_betas,
+                generator=generator,
+                progress=progress,
+            )
+        )
+    return result

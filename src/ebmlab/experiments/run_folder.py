@@ -1,0 +1,118 @@
+"""The run folder: ``config.yaml``, ``metrics.jsonl``, ``checkpoints/`` and ``figures/``.
+
+Everything needed to redo, resume, evaluate or report a run lives in its folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ebmlab.training.checkpoint import CheckpointManager, atomic_write_bytes
+
+
+class RunFolderError(ValueError):
+    """A run folder is missing, incomplete, or would be overwritten."""
+
+
+class RunFolder:
+    """Paths and small file helpers for one training run.
+
+    Parameters
+    ----------
+    path : Path
+        The folder.
+    keep_last : int
+        Numbered checkpoints kept by :attr:`checkpoints`.
+    """
+
+    def __init__(self, path: str | Path, *, keep_last: int = 3) -> None:
+        self.path = Path(path)
+        self.checkpoints = CheckpointManager(self.path / "checkpoints", keep_last=keep_last)
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def figures(self) -> Path:
+        return self.path / "figures"
+
+    # ----- creation ------------------------------------------------------------------------
+    def create(self, *, overwrite: bool = False) -> RunFolder:
+        """Make the folder; refuse to reuse a non-empty one unless ``overwrite``."""
+        if self.path.exists() and not self.path.is_dir():
+            raise RunFolderError(f"out must be a folder; {self.path} is a file")
+        if self.path.is_dir() and any(self.path.iterdir()):
+            if not overwrite:
+                raise RunFolderError(
+                    f"out folder {self.path} is not empty; pass --overwrite to replace it "
+                    f"or --resume {self.path} to continue it"
+                )
+            self._clear()
+        self.figures.mkdir(parents=True, exist_ok=True)
+        self.checkpoints.directory.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def _clear(self) -> None:
+        # Only remove what a run writes, never unknown files a user put there.
+        for name in ("config.yaml", "metrics.jsonl"):
+            (self.path / name).unlink(missing_ok=True)
+        for folder in (self.figures, self.checkpoints.directory):
+            if folder.is_dir():
+                for item in folder.iterdir():
+                    if item.is_file():
+                        item.unlink()
+
+    def require_existing(self) -> RunFolder:
+        """Raise a clear error unless this is a run folder with a config."""
+        if not self.config_path.is_file():
+            raise RunFolderError(f"{self.path} is not an ebmlab run folder (no config.yaml)")
+        return self
+
+    # ----- config ----------------------------------------------------------------------------
+    def write_config(self, config: dict[str, Any]) -> None:
+        text = yaml.safe_dump(config, sort_keys=False)
+        atomic_write_bytes(self.config_path, text.encode())
+
+    def read_config(self) -> dict[str, Any]:
+        self.require_existing()
+        try:
+            config = yaml.safe_load(self.config_path.read_text())
+        except yaml.YAMLError as error:
+            raise RunFolderError(f"{self.config_path} is not valid YAML: {error}") from error
+        if not isinstance(config, dict) or "model" not in config:
+            raise RunFolderError(f"{self.config_path} must be a mapping with a 'model' key")
+        return config
+
+    # ----- metrics ---------------------------------------------------------------------------
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        """Append one JSON line (non-finite floats written as null, never silently changed)."""
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+        with self.metrics_path.open("a") as handle:
+            handle.write(json.dumps(clean) + "\n")
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_path.is_file():
+            return []
+        records = []
+        for line in self.metrics_path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a run killed mid-write leaves at most one partial last line
+        return records
+
+    def truncate_metrics(self, *, last_epoch: int) -> None:
+        """Drop records after ``last_epoch`` (written after the checkpoint a resume starts from)."""
+        kept = [r for r in self.read_metrics() if r.get("epoch", 0) <= last_epoch]
+        text = "".join(json.dumps(r) + "\n" for r in kept)
+        atomic_write_bytes(self.metrics_path, text.encode())

@@ -1,0 +1,40 @@
+"""Optimiser and schedules for CD training: SGD with momentum, weight decay on weights only."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def build_sgd(model: nn.Module, *, lr: float, momentum: float, weight_decay: float) -> torch.optim.SGD:
+    """SGD with momentum, applying weight decay to weight matrices but not to biases.
+
+    Decaying biases would pull them towards zero for no reason (Hinton's guide, section 10).
+    """
+    decay = [p for name, p in model.named_parameters() if "weight" in name]
+    no_decay = [p for name, p in model.named_parameters() if "weight" not in name]
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum)
+
+
+def set_momentum(optimizer: torch.optim.Optimizer, momentum: float) -> None:
+    for group in optimizer.param_groups:
+        group["momentum"] = momentum
+
+
+class LinearDecay:
+    """Learning-rate multiplier falling linearly from 1 to ``final_fraction`` over ``n_epochs``.
+
+    Use with :class:`torch.optim.lr_scheduler.LambdaLR` (one scheduler step per epoch).
+    """
+
+    def __init__(self, n_epochs: int, final_fraction: float) -> None:
+        self.n_epochs = n_epochs
+        self.final_fraction = final_fraction
+
+    def __call__(self, epoch: int) -> float:
+        progress = min(epoch / max(self.n_epochs - 1, 1), 1.0)
+        return 1.0 + (self.final_fraction - 1.0) * progress

@@ -1,0 +1,214 @@
+"""The CD/PCD training loop for RBM-like models, separate from the models themselves."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ebmlab._validation import (
+    check_nonnegative_float,
+    check_nonnegative_int,
+    check_positive_float,
+    check_positive_int,
+    check_probability,
+)
+from ebmlab.training.cd import ContrastiveDivergence, cd_loss, sparsity_penalty
+from ebmlab.training.monitor import free_energy_gap, reconstruction_error
+from ebmlab.training.optim import LinearDecay, build_sgd, set_momentum
+
+
+
+class NonFiniteError(FloatingPointError):
+    """Training produced NaN or inf; nothing was replaced, the last checkpoint stays good."""
+
+
+@dataclass
+class CDConfig:
+    """Hyperparameters of CD-k / PCD-k training (defaults from Hinton's practical guide).
+
+    Attributes
+    ----------
+    epochs, batch_size, lr
+        Passes over the data, minibatch size, learning rate (per-example mean gradient).
+    cd_k, persistent, n_chains
+        Gibbs steps per update; PCD when ``persistent``; number of persistent chains
+        (default: ``batch_size``).
+    momentum, final_momentum, momentum_switch_epoch
+        Momentum 0.5 for the first epochs, then 0.9 (Hinton's guide, section 9).
+    weight_decay
+        L2 penalty on weights only.
+    final_lr_fraction
+        The learning rate falls linearly to this fraction of ``lr`` by the last epoch.
+    sparsity_target, sparsity_cost
+        Optional target mean activation of hidden units and its penalty weight.
+    dynamic_binarization
+        Redraw binary data from the grey levels every epoch.
+    """
+
+    epochs: int = 10
+    batch_size: int = 100
+    lr: float = 0.05
+    cd_k: int = 1
+    persistent: bool = False
+    n_chains: int | None = None
+    momentum: float = 0.5
+    final_momentum: float = 0.9
+    momentum_switch_epoch: int = 5
+    weight_decay: float = 1e-4
+    final_lr_fraction: float = 1.0
+    sparsity_target: float | None = None
+    sparsity_cost: float = 0.0
+    dynamic_binarization: bool = False
+
+    def __post_init__(self) -> None:
+        check_positive_int("epochs", self.epochs)
+        check_positive_int("batch_size", self.batch_size)
+        check_positive_float("lr", self.lr)
+        check_positive_int("cd_k", self.cd_k)
+        if self.n_chains is not None:
+            check_positive_int("n_chains", self.n_chains)
+        check_probability("momentum", self.momentum)
+        check_probability("final_momentum", self.final_momentum)
+        check_nonnegative_int("momentum_switch_epoch", self.momentum_switch_epoch)
+        check_nonnegative_float("weight_decay", self.weight_decay)
+        check_probability("final_lr_fraction", self.final_lr_fraction)
+        if self.sparsity_target is not None:
+            check_probability("sparsity_target", self.sparsity_target, open_interval=True)
+        check_nonnegative_float("sparsity_cost", self.sparsity_cost)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+EpochCallback = Callable[[int, dict[str, Any]], None]
+
+
+class CDTrainer:
+    """Trains a layered model (BernoulliRBM, GaussianBernoulliRBM, a DBN layer) by CD-k or PCD-k.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Exposes ``free_energy``, ``mean_h``, ``sample_h``, ``mean_v``, ``sample_v``.
+    config : CDConfig
+        Hyperparameters.
+    generator : torch.Generator
+        The single source of training randomness (minibatch order, Gibbs chains,
+        dynamic binarisation); saved in checkpoints so a resumed run continues exactly.
+
+    Notes
+    -----
+    Each update minimises :func:`~ebmlab.training.cd.cd_loss` (plus the optional
+    sparsity penalty) with SGD; see that function for why its gradient is the CD update.
+    """
+
+    def __init__(self, model: nn.Module, config: CDConfig, *, generator: torch.Generator) -> None:
+        self.model = model
+        self.config = config
+        self.generator = generator
+        self.objective = ContrastiveDivergence(
+            model, k=config.cd_k, persistent=config.persistent, n_chains=config.n_chains
+        )
+        self.optimizer = build_sgd(
+            model, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, LinearDecay(config.epochs, config.final_lr_fraction)
+        )
+        self.epoch = 0  # number of completed epochs
+
+    # ----- one update / one epoch ----------------------------------------------------
+    def update(self, v_data: torch.Tensor) -> float:
+        """One CD/PCD parameter update on a minibatch; returns the surrogate loss."""
+        v_model = self.objective.negatives(v_data, generator=self.generator)
+        loss = cd_loss(self.model, v_data, v_model)
+        if self.config.sparsity_target is not None and self.config.sparsity_cost > 0:
+            loss = loss + sparsity_penalty(
+                self.model, v_data, target=self.config.sparsity_target, cost=self.config.sparsity_cost
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def train_epoch(self, data: torch.Tensor, *, progress: bool = False) -> dict[str, float]:
+        """One pass over ``data`` in a random order; returns the epoch's loss and seconds."""
+        config = self.config
+        set_momentum(
+            self.optimizer,
+            config.momentum if self.epoch < config.momentum_switch_epoch else config.final_momentum,
+        )
+        start = time.perf_counter()
+        order = torch.randperm(data.shape[0], generator=self.generator, device=self.generator.device)
+        batches = order.split(config.batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, desc=f"epoch {self.epoch + 1}/{config.epochs}", leave=False)
+        total = 0.0
+        for index in batches:
+            v = data[index]
+            if config.dynamic_binarization:
+                v = torch.bernoulli(v, generator=self.generator)
+            loss = self.update(v)
+            if not math.isfinite(loss):
+                raise NonFiniteError(
+                    f"the CD loss became {loss} in epoch {self.epoch + 1}; lower --lr "
+                    "(the last checkpoint is still good)"
+                )
+            total += loss * v.shape[0]
+        self._check_parameters()
+        self.scheduler.step()
+        self.epoch += 1
+        return {"loss": total / data.shape[0], "epoch_seconds": time.perf_counter() - start}
+
+    def _check_parameters(self) -> None:
+        for name, parameter in self.model.named_parameters():
+            if not torch.isfinite(parameter).all():
+                raise NonFiniteError(
+                    f"parameter {name} became non-finite in epoch {self.epoch + 1}; lower --lr "
+                    "(the last checkpoint is still good)"
+                )
+
+    # ----- monitoring ------------------------------------------------------------------
+    @torch.no_grad()
+    def monitor(self, train_subset: torch.Tensor, validation: torch.Tensor | None) -> dict[str, float]:
+        """Reconstruction error, pseudo-log-likelihood and free-energy gap.
+
+        Uses its own generator seeded by the epoch, so monitoring never changes
+        the training trajectory.
+        """
+        from ebmlab.estimators.pseudo_likelihood import pseudo_log_likelihood
+
+        generator = torch.Generator(device=train_subset.device).manual_seed(7919 * (self.epoch + 1))
+        held_out = validation if validation is not None else train_subset
+        metrics = {
+            "reconstruction_error": reconstruction_error(self.model, held_out, generator=generator),
+            "pseudo_loglik": float(pseudo_log_likelihood(self.model, held_out, generator=generator).mean()),
+        }
+        if validation is not None:
+            metrics["free_energy_gap"] = free_energy_gap(self.model, train_subset, validation)
+        return metrics
+
+    # ----- checkpoint state --------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "objective": self.objective.state_dict(),
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch = int(state["epoch"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.objective.load_state_dict(state["objective"])
+        self.generator.set_state(state["generator"])

@@ -1,0 +1,32 @@
+"""Training curves from a run's metrics.jsonl."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ebmlab.viz._mpl import pyplot
+
+
+def save_training_curves(records: list[dict[str, Any]], path: str | Path, *, keys: list[str] | None = None) -> Path:
+    """Plot each numeric metric against the epoch, one panel per metric."""
+    plt = pyplot()
+    keys = keys or sorted({k for r in records for k, v in r.items() if k != "epoch" and isinstance(v, int | float)})
+    columns = min(3, max(len(keys), 1))
+    rows = max(1, -(-len(keys) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3 * rows), squeeze=False)
+    for axis, key in zip(axes.flat, keys, strict=False):
+        points = [(r["epoch"], r[key]) for r in records if isinstance(r.get(key), int | float)]
+        if points:
+            axis.plot(*zip(*points, strict=True), marker="o", markersize=3)
+        axis.set_title(key)
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+    for axis in list(axes.flat)[len(keys) :]:
+        axis.set_axis_off()
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
