@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/ebmlab train rbm --dataset digits --n-hidden 64 --epochs 30 --batch-size 20 \
-		--lr 0.05 --cd-k 1 --persistent --seed 0 --out $(RUN_DIR) --overwrite
+	$(BIN)/ebmlab train rbm --dataset digits --n-hidden 100 --epochs 40 --batch-size 20 \
+		--lr 0.05 --cd-k 1 --seed 0 --out $(RUN_DIR) --overwrite
 	$(BIN)/ebmlab eval $(RUN_DIR)
 	@echo "Run folder: $(RUN_DIR) (figures in $(RUN_DIR)/figures)"
 

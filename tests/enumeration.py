@@ -12,7 +12,9 @@ def all_binary(n: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     return torch.tensor(list(itertools.product([0.0, 1.0], repeat=n)), dtype=dtype)
 
 
-def chi_square_p_value(counts: torch.Tensor, probabilities: torch.Tensor, *, min_expected: float = 5.0) -> float:
+def chi_square_p_value(
+    counts: torch.Tensor, probabilities: torch.Tensor, *, min_expected: float = 5.0
+) -> float:
     """Pearson chi-square goodness-of-fit p-value of ``counts`` against ``probabilities``.
 
     States whose expected count is below ``min_expected`` are pooled into one bin so
@@ -27,5 +29,7 @@ def chi_square_p_value(counts: torch.Tensor, probabilities: torch.Tensor, *, min
     observed_bins = torch.cat([counts[~small], counts[small].sum().reshape(1)])
     expected_bins = torch.cat([expected[~small], expected[small].sum().reshape(1)])
     keep = expected_bins > 0
-    statistic = float(((observed_bins[keep] - expected_bins[keep]) ** 2 / expected_bins[keep]).sum())
+    statistic = float(
+        ((observed_bins[keep] - expected_bins[keep]) ** 2 / expected_bins[keep]).sum()
+    )
     return float(stats.chi2.sf(statistic, int(keep.sum()) - 1))

@@ -31,7 +31,9 @@ def test_cd_surrogate_gradient_equals_the_analytic_update(tiny_rbm):
 
 def test_negatives_carry_no_gradient(tiny_rbm):
     v = torch.ones(4, 6, dtype=torch.float64)
-    negatives = ContrastiveDivergence(tiny_rbm, k=1).negatives(v, generator=torch.Generator().manual_seed(0))
+    negatives = ContrastiveDivergence(tiny_rbm, k=1).negatives(
+        v, generator=torch.Generator().manual_seed(0)
+    )
     assert not negatives.requires_grad
 
 
@@ -50,7 +52,9 @@ def test_persistent_chains_continue_across_updates(tiny_rbm):
 
 
 def test_sparsity_penalty_gradient_pushes_activation_towards_target(tiny_rbm):
-    v = torch.bernoulli(torch.full((64, 6), 0.5, dtype=torch.float64), generator=torch.Generator().manual_seed(1))
+    v = torch.bernoulli(
+        torch.full((64, 6), 0.5, dtype=torch.float64), generator=torch.Generator().manual_seed(1)
+    )
     tiny_rbm.zero_grad()
     sparsity_penalty(tiny_rbm, v, target=0.05, cost=1.0).backward()
     q = tiny_rbm.mean_h(v).mean(0).detach()
@@ -69,7 +73,9 @@ def exact_log_likelihood(model: BernoulliRBM, data: torch.Tensor) -> float:
 def test_training_raises_the_exact_likelihood(persistent):
     # Data: two prototypes with 5% bit noise; the RBM must learn them.
     generator = torch.Generator().manual_seed(0)
-    prototypes = torch.tensor([[1, 1, 1, 0, 0, 0, 1, 0], [0, 0, 0, 1, 1, 1, 0, 1]], dtype=torch.float64)
+    prototypes = torch.tensor(
+        [[1, 1, 1, 0, 0, 0, 1, 0], [0, 0, 0, 1, 1, 1, 0, 1]], dtype=torch.float64
+    )
     data = prototypes[torch.randint(0, 2, (400,), generator=generator)]
     data = (data + torch.bernoulli(torch.full_like(data, 0.05), generator=generator)) % 2
     model = BernoulliRBM(8, 4, generator=generator, dtype=torch.float64).init_visible_bias(data)
@@ -86,7 +92,9 @@ def test_training_raises_the_exact_likelihood(persistent):
 def test_non_finite_loss_stops_training_with_a_message(tiny_rbm):
     with torch.no_grad():
         tiny_rbm.weight[0, 0] = float("nan")
-    trainer = CDTrainer(tiny_rbm, CDConfig(epochs=1, batch_size=4), generator=torch.Generator().manual_seed(0))
+    trainer = CDTrainer(
+        tiny_rbm, CDConfig(epochs=1, batch_size=4), generator=torch.Generator().manual_seed(0)
+    )
     with pytest.raises(NonFiniteError, match="became nan"):
         trainer.train_epoch(torch.ones(8, 6, dtype=torch.float64))
 

@@ -21,14 +21,18 @@ from ebmlab.training.trainer import CDConfig, CDTrainer
 def trained_trainer(seed: int = 0) -> CDTrainer:
     generator = torch.Generator().manual_seed(seed)
     model = BernoulliRBM(6, 3, generator=generator)
-    trainer = CDTrainer(model, CDConfig(epochs=3, batch_size=4, persistent=True), generator=generator)
+    trainer = CDTrainer(
+        model, CDConfig(epochs=3, batch_size=4, persistent=True), generator=generator
+    )
     trainer.train_epoch(torch.bernoulli(torch.full((16, 6), 0.3), generator=generator))
     return trainer
 
 
 def test_round_trip_restores_model_optimizer_chains_and_rng(tmp_path):
     trainer = trained_trainer()
-    path = save_checkpoint(tmp_path / "c.safetensors", trainer.model.state_dict(), {"trainer": trainer.state_dict()})
+    path = save_checkpoint(
+        tmp_path / "c.safetensors", trainer.model.state_dict(), {"trainer": trainer.state_dict()}
+    )
     model_state, extra = load_checkpoint(path)
     for name, tensor in trainer.model.state_dict().items():
         assert torch.equal(model_state[name], tensor)

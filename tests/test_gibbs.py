@@ -55,7 +55,8 @@ def test_the_chain_converges_to_the_rbm_marginal(tiny_rbm):
 def test_same_seed_same_chain(tiny_rbm):
     start = torch.zeros(5, tiny_rbm.n_visible, dtype=torch.float64)
     draws = [
-        sample_visible(tiny_rbm, 5, 10, generator=torch.Generator().manual_seed(3), init=start) for _ in range(2)
+        sample_visible(tiny_rbm, 5, 10, generator=torch.Generator().manual_seed(3), init=start)
+        for _ in range(2)
     ]
     assert torch.equal(draws[0], draws[1])
 
@@ -63,7 +64,11 @@ def test_same_seed_same_chain(tiny_rbm):
 def test_run_chain_collects_thinned_states(tiny_rbm):
     start = torch.zeros(3, tiny_rbm.n_visible, dtype=torch.float64)
     _, samples, infos = run_chain(
-        BlockGibbs(tiny_rbm), GibbsState(start), 10, thin=5, collect=lambda s: s.visible,
+        BlockGibbs(tiny_rbm),
+        GibbsState(start),
+        10,
+        thin=5,
+        collect=lambda s: s.visible,
         generator=torch.Generator().manual_seed(0),
     )
     assert samples.shape == (2, 3, tiny_rbm.n_visible) and len(infos) == 2

@@ -79,7 +79,11 @@ def test_bad_constructor_arguments(kwargs, message):
     [
         (torch.zeros(4, 5), ValueError, "must have 3 columns; got shape \\(4, 5\\)"),
         (torch.zeros(3), ValueError, "must be 2-D"),
-        (torch.full((2, 3), -0.5), ValueError, "must lie in \\[0, 1\\] for a Bernoulli RBM; got min=-0.5"),
+        (
+            torch.full((2, 3), -0.5),
+            ValueError,
+            "must lie in \\[0, 1\\] for a Bernoulli RBM; got min=-0.5",
+        ),
         (torch.full((2, 3), float("nan")), ValueError, "contains NaN or inf"),
         (torch.zeros(2, 3, dtype=torch.int64), TypeError, "floating dtype"),
     ],

@@ -29,14 +29,24 @@ def check_nonnegative_int(name: str, value: object) -> int:
 
 def check_positive_float(name: str, value: object) -> float:
     """Return ``value`` as a float if it is finite and > 0."""
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, Real)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
     return float(value)
 
 
 def check_nonnegative_float(name: str, value: object) -> float:
     """Return ``value`` as a float if it is finite and >= 0."""
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, Real)
+        or not math.isfinite(value)
+        or value < 0
+    ):
         raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
     return float(value)
 
@@ -82,3 +92,37 @@ def check_unit_interval(name: str, x: torch.Tensor, *, model: str) -> torch.Tens
             f"max={x.max().item():.4g}"
         )
     return x
+
+
+def check_nonempty(name: str, x: torch.Tensor) -> torch.Tensor:
+    """Check that ``x`` holds at least one row (and one column when 2-D)."""
+    if x.numel() == 0:
+        raise ValueError(f"{name} must not be empty; got shape {tuple(x.shape)}")
+    return x
+
+
+def check_in_range(
+    name: str,
+    x: torch.Tensor,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    purpose: str | None = None,
+) -> torch.Tensor:
+    """Check that every entry of ``x`` lies in ``[low, high]`` (a missing bound is not checked).
+
+    ``purpose`` completes the message, e.g. ``"a Bernoulli RBM"`` gives
+    ``data must lie in [0, 1] for a Bernoulli RBM; got min=-0.5, max=1``.
+    """
+    if x.numel() == 0 or (low is None and high is None):
+        return x
+    x_min, x_max = (v.item() for v in torch.aminmax(x.detach()))
+    if (low is None or x_min >= low) and (high is None or x_max <= high):
+        return x
+    if low is not None and high is not None:
+        expected = f"lie in [{low:g}, {high:g}]"
+    else:
+        expected = f">= {low:g}" if low is not None else f"<= {high:g}"
+        expected = f"be {expected}"
+    reason = f" for {purpose}" if purpose else ""
+    raise ValueError(f"{name} must {expected}{reason}; got min={x_min:.4g}, max={x_max:.4g}")

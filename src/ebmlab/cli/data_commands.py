@@ -11,7 +11,9 @@ app = typer.Typer(help="What datasets exist and where they were found.", no_args
 
 
 @app.command("list")
-def list_command(data_dir: Path | None = typer.Option(None, help="Folder to look in for IDX files.")) -> None:
+def list_command(
+    data_dir: Path | None = typer.Option(None, help="Folder to look in for IDX files."),
+) -> None:
     """List the datasets ebmlab knows and whether each is available here."""
     from ebmlab.data import dataset_info, list_datasets
 

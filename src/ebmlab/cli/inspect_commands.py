@@ -13,7 +13,9 @@ def sample(
     n: int = typer.Option(64, "--n", help="Number of samples (independent chains)."),
     n_steps: int = typer.Option(1000, help="Gibbs sweeps per chain."),
     seed: int = typer.Option(0, help="Random seed."),
-    out: Path | None = typer.Option(None, help="PNG to write (default RUN_DIR/figures/samples-SEED.png)."),
+    out: Path | None = typer.Option(
+        None, help="PNG to write (default RUN_DIR/figures/samples-SEED.png)."
+    ),
 ) -> None:
     """Draw samples from a trained model and save them as an image grid."""
     from ebmlab.experiments.registry import sample_run
@@ -24,7 +26,9 @@ def sample(
 
 def evaluate(
     run_dir: Path = typer.Argument(..., help="A run folder written by `ebmlab train`."),
-    loglik: bool = typer.Option(False, "--loglik", help="Estimate the test log-likelihood (AIS and reverse AIS)."),
+    loglik: bool = typer.Option(
+        False, "--loglik", help="Estimate the test log-likelihood (AIS and reverse AIS)."
+    ),
     n_chains: int = typer.Option(100, help="AIS chains (with --loglik)."),
     n_betas: int | None = typer.Option(
         None, help="AIS temperatures, evenly spaced (default: the 14,500-step schedule)."

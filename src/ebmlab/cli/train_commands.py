@@ -23,16 +23,24 @@ def train_rbm(
     final_momentum: float = typer.Option(0.9, help="Momentum after --momentum-switch-epoch."),
     momentum_switch_epoch: int = typer.Option(5, help="Epoch at which momentum switches."),
     weight_decay: float = typer.Option(1e-4, help="L2 penalty on the weights."),
-    final_lr_fraction: float = typer.Option(1.0, help="The learning rate decays linearly to this fraction."),
+    final_lr_fraction: float = typer.Option(
+        1.0, help="The learning rate decays linearly to this fraction."
+    ),
     sparsity_target: float | None = typer.Option(None, help="Target mean hidden activation."),
     sparsity_cost: float = typer.Option(0.0, help="Weight of the sparsity penalty."),
-    binarization: str = typer.Option("dynamic", help="threshold, stochastic (fixed) or dynamic (per epoch)."),
-    validation_fraction: float = typer.Option(0.1, help="Share of training data held out for monitoring."),
+    binarization: str = typer.Option(
+        "dynamic", help="threshold, stochastic (fixed) or dynamic (per epoch)."
+    ),
+    validation_fraction: float = typer.Option(
+        0.1, help="Share of training data held out for monitoring."
+    ),
     seed: int = typer.Option(0, help="Random seed: the run is reproducible from it."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     dtype: str = typer.Option("float32", help="float32 or float64."),
     out: Path | None = typer.Option(None, help="Run folder to create."),
-    resume: Path | None = typer.Option(None, help="Continue this run folder from its last checkpoint."),
+    resume: Path | None = typer.Option(
+        None, help="Continue this run folder from its last checkpoint."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
@@ -44,7 +52,9 @@ def train_rbm(
         run = resume_rbm(resume, progress=progress)
     else:
         if out is None:
-            raise ValueError("--out is required (the run folder to create), or pass --resume RUN_DIR")
+            raise ValueError(
+                "--out is required (the run folder to create), or pass --resume RUN_DIR"
+            )
         training = CDConfig(
             epochs=epochs,
             batch_size=batch_size,

@@ -105,9 +105,15 @@ def prepare_data(config: RBMExperimentConfig) -> PreparedData:
     )
 
 
-def build_model(config: RBMExperimentConfig, n_visible: int, generator: torch.Generator) -> BernoulliRBM:
+def build_model(
+    config: RBMExperimentConfig, n_visible: int, generator: torch.Generator
+) -> BernoulliRBM:
     return BernoulliRBM(
-        n_visible, config.n_hidden, generator=generator, dtype=DTYPES[config.dtype], device=config.device
+        n_visible,
+        config.n_hidden,
+        generator=generator,
+        dtype=DTYPES[config.dtype],
+        device=config.device,
     )
 
 
@@ -141,7 +147,9 @@ def resume_rbm(out: str | Path, *, progress: bool = True) -> RunFolder:
     trainer = CDTrainer(model, config.training, generator=generator)
     latest = run.checkpoints.latest()
     if latest is None:
-        raise RunFolderError(f"{run.path} has no checkpoint to resume from; start it again with --overwrite")
+        raise RunFolderError(
+            f"{run.path} has no checkpoint to resume from; start it again with --overwrite"
+        )
     model_state, extra = load_checkpoint(latest)
     load_model_state(model, model_state, source=str(latest))
     trainer.load_state_dict(extra["trainer"])
@@ -151,12 +159,23 @@ def resume_rbm(out: str | Path, *, progress: bool = True) -> RunFolder:
 
 
 def _train(
-    run: RunFolder, trainer: CDTrainer, data: PreparedData, *, progress: bool, best_score: float | None = None
+    run: RunFolder,
+    trainer: CDTrainer,
+    data: PreparedData,
+    *,
+    progress: bool,
+    best_score: float | None = None,
 ) -> None:
     from tqdm.auto import tqdm
 
     epochs = range(trainer.epoch, trainer.config.epochs)
-    bar = tqdm(epochs, desc="training RBM", disable=not progress, initial=trainer.epoch, total=trainer.config.epochs)
+    bar = tqdm(
+        epochs,
+        desc="training RBM",
+        disable=not progress,
+        initial=trainer.epoch,
+        total=trainer.config.epochs,
+    )
     for _ in bar:
         record = trainer.train_epoch(data.train, progress=False)
         record.update(trainer.monitor(data.monitor_train, data.validation))
@@ -175,19 +194,25 @@ def _train(
     write_figures(run, trainer.model, data.image_shape, seed=trainer.epoch)
 
 
-def write_figures(run: RunFolder, model: BernoulliRBM, image_shape: tuple[int, int], *, seed: int = 0) -> None:
+def write_figures(
+    run: RunFolder, model: BernoulliRBM, image_shape: tuple[int, int], *, seed: int = 0
+) -> None:
     """Samples (1,000 Gibbs sweeps from noise), filters and training curves."""
     from ebmlab.viz.curves import save_training_curves
     from ebmlab.viz.images import save_filters, save_image_grid
 
     generator = torch.Generator(device=model.weight.device).manual_seed(seed)
     samples = sample_visible(model, 64, 1000, generator=generator)
-    save_image_grid(samples, image_shape, run.figures / "samples.png", title="RBM samples (1,000 Gibbs sweeps)")
+    save_image_grid(
+        samples, image_shape, run.figures / "samples.png", title="RBM samples (1,000 Gibbs sweeps)"
+    )
     save_filters(model.weight, image_shape, run.figures / "filters.png")
     save_training_curves(run.read_metrics(), run.figures / "training_curves.png")
 
 
-def load_rbm(run_dir: str | Path, *, which: str = "latest") -> tuple[RBMExperimentConfig, BernoulliRBM]:
+def load_rbm(
+    run_dir: str | Path, *, which: str = "latest"
+) -> tuple[RBMExperimentConfig, BernoulliRBM]:
     """Load a trained RBM from a run folder (``which``: ``latest`` or ``best``)."""
     run = RunFolder(run_dir)
     config = RBMExperimentConfig.from_dict(run.read_config())
@@ -228,7 +253,9 @@ def evaluate_rbm(
             "n_hidden": model.n_hidden,
             "dataset": config.dataset,
             "n_test": int(data.test.shape[0]),
-            "test_reconstruction_error": reconstruction_error(model, data.test, generator=generator),
+            "test_reconstruction_error": reconstruction_error(
+                model, data.test, generator=generator
+            ),
             "test_pseudo_loglik": float(pseudo_log_likelihood(model, data.test, exact=True).mean()),
             "free_energy_gap": free_energy_gap(model, data.monitor_train, data.test[:MONITOR_SIZE]),
         }

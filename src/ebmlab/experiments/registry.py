@@ -40,6 +40,10 @@ def sample_run(run_dir: str | Path, *, n: int, n_steps: int, seed: int, out: Pat
         config, model = load_rbm(run_dir)
         generator = torch.Generator(device=config.device).manual_seed(seed)
         samples = sample_visible(model, n, n_steps, generator=generator)
-        image_shape = load_dataset(config.dataset, split="test", data_dir=config.data_dir).image_shape
-        return save_image_grid(samples, image_shape, out, title=f"{n} samples, {n_steps} Gibbs sweeps")
+        image_shape = load_dataset(
+            config.dataset, split="test", data_dir=config.data_dir
+        ).image_shape
+        return save_image_grid(
+            samples, image_shape, out, title=f"{n} samples, {n_steps} Gibbs sweeps"
+        )
     raise RunFolderError(f"sampling from {model_name!r} runs is not supported")

@@ -96,7 +96,10 @@ class RunFolder:
     # ----- metrics ---------------------------------------------------------------------------
     def append_metrics(self, record: dict[str, Any]) -> None:
         """Append one JSON line (non-finite floats written as null, never silently changed)."""
-        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+        clean = {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in record.items()
+        }
         with self.metrics_path.open("a") as handle:
             handle.write(json.dumps(clean) + "\n")
 

@@ -14,14 +14,19 @@ from ebmlab._validation import (
 )
 
 
-def sample_bernoulli(probabilities: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_bernoulli(
+    probabilities: torch.Tensor, *, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Draw 0/1 samples with the given probabilities, in the probabilities' dtype.
 
     One uniform draw compared with ``p`` is cheaper than ``torch.bernoulli`` on
     CPU and yields the same distribution: P(u < p) = p for u ~ U(0, 1).
     """
     uniform = torch.rand(
-        probabilities.shape, generator=generator, dtype=probabilities.dtype, device=probabilities.device
+        probabilities.shape,
+        generator=generator,
+        dtype=probabilities.dtype,
+        device=probabilities.device,
     )
     return (uniform < probabilities).to(probabilities.dtype)
 
@@ -131,15 +136,21 @@ class BernoulliRBM(nn.Module):
         """:math:`p(v = 1 \\mid h)`, shape (batch, n_visible)."""
         return torch.sigmoid(self.visible_preactivation(h))
 
-    def sample_h(self, v: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_h(
+        self, v: torch.Tensor, *, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Draw :math:`h \\sim p(h \\mid v)`."""
         return sample_bernoulli(self.mean_h(v), generator=generator)
 
-    def sample_v(self, h: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_v(
+        self, h: torch.Tensor, *, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Draw :math:`v \\sim p(v \\mid h)`."""
         return sample_bernoulli(self.mean_v(h), generator=generator)
 
-    def sample_v_from_mean(self, mean: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_v_from_mean(
+        self, mean: torch.Tensor, *, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         r"""Draw visible units given :math:`p(v \mid h)` already computed (saves a GEMM)."""
         return sample_bernoulli(mean, generator=generator)
 

@@ -24,7 +24,9 @@ class Sampler(Protocol[State]):
 
     def init(self, x0: torch.Tensor) -> State: ...
 
-    def step(self, state: State, *, generator: torch.Generator | None = None) -> tuple[State, dict[str, Any]]: ...
+    def step(
+        self, state: State, *, generator: torch.Generator | None = None
+    ) -> tuple[State, dict[str, Any]]: ...
 
 
 def run_chain(

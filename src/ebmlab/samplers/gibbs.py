@@ -17,11 +17,15 @@ from ebmlab.samplers.base import run_chain
 
 
 class LayeredModel(Protocol):
-    def sample_h(self, v: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor: ...
+    def sample_h(
+        self, v: torch.Tensor, *, generator: torch.Generator | None = None
+    ) -> torch.Tensor: ...
 
     def mean_v(self, h: torch.Tensor) -> torch.Tensor: ...
 
-    def sample_v(self, h: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor: ...
+    def sample_v(
+        self, h: torch.Tensor, *, generator: torch.Generator | None = None
+    ) -> torch.Tensor: ...
 
 
 @dataclass
@@ -56,14 +60,18 @@ class BlockGibbs:
         return GibbsState(visible=x0.detach())
 
     @torch.no_grad()
-    def step(self, state: GibbsState, *, generator: torch.Generator | None = None) -> tuple[GibbsState, dict[str, Any]]:
+    def step(
+        self, state: GibbsState, *, generator: torch.Generator | None = None
+    ) -> tuple[GibbsState, dict[str, Any]]:
         hidden = self.model.sample_h(state.visible, generator=generator)
         visible_mean = self.model.mean_v(hidden)
         visible = _sample_from_mean(self.model, hidden, visible_mean, generator)
         return GibbsState(visible=visible, hidden=hidden, visible_mean=visible_mean), {}
 
 
-def _sample_from_mean(model: Any, hidden: torch.Tensor, mean: torch.Tensor, generator: torch.Generator | None):
+def _sample_from_mean(
+    model: Any, hidden: torch.Tensor, mean: torch.Tensor, generator: torch.Generator | None
+):
     # Bernoulli visible units can reuse the mean already computed; other unit
     # types (e.g. Gaussian) sample through their own conditional.
     sample_from_mean = getattr(model, "sample_v_from_mean", None)
@@ -90,7 +98,13 @@ def sample_visible(
     if init is None:
         reference = next(model.parameters())
         init = torch.rand(
-            n_samples, model.n_visible, generator=generator, dtype=reference.dtype, device=reference.device
+            n_samples,
+            model.n_visible,
+            generator=generator,
+            dtype=reference.dtype,
+            device=reference.device,
         ).round()
-    state, _, _ = run_chain(BlockGibbs(model), GibbsState(visible=init), n_steps, generator=generator)
+    state, _, _ = run_chain(
+        BlockGibbs(model), GibbsState(visible=init), n_steps, generator=generator
+    )
     return state.visible_mean if state.visible_mean is not None else state.visible

@@ -40,7 +40,9 @@ def cd_loss(model: Any, v_data: torch.Tensor, v_model: torch.Tensor) -> torch.Te
     return free_energy[:n_data].mean() - free_energy[n_data:].mean()
 
 
-def sparsity_penalty(model: Any, v_data: torch.Tensor, *, target: float, cost: float) -> torch.Tensor:
+def sparsity_penalty(
+    model: Any, v_data: torch.Tensor, *, target: float, cost: float
+) -> torch.Tensor:
     r"""Cross-entropy between the target activation ``p`` and the batch's mean activation ``q_j``.
 
     Its gradient with respect to hidden unit j's total input is proportional to
@@ -72,7 +74,9 @@ class ContrastiveDivergence:
     checkpoint, so a resumed run continues the same Markov chains.
     """
 
-    def __init__(self, model: Any, *, k: int = 1, persistent: bool = False, n_chains: int | None = None) -> None:
+    def __init__(
+        self, model: Any, *, k: int = 1, persistent: bool = False, n_chains: int | None = None
+    ) -> None:
         self.model = model
         self.k = check_positive_int("k", k)
         self.persistent = persistent
@@ -80,16 +84,22 @@ class ContrastiveDivergence:
         self.sampler = BlockGibbs(model)
         self.chains: torch.Tensor | None = None
 
-    def negatives(self, v_data: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    def negatives(
+        self, v_data: torch.Tensor, *, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Return the negative (model) samples for this update."""
         if not self.persistent:
             start = v_data
         else:
             if self.chains is None:
                 n = self.n_chains or v_data.shape[0]
-                self.chains = v_data[torch.arange(n, device=v_data.device) % v_data.shape[0]].clone()
+                self.chains = v_data[
+                    torch.arange(n, device=v_data.device) % v_data.shape[0]
+                ].clone()
             start = self.chains
-        state, _, _ = run_chain(self.sampler, GibbsState(visible=start), self.k, generator=generator)
+        state, _, _ = run_chain(
+            self.sampler, GibbsState(visible=start), self.k, generator=generator
+        )
         if self.persistent:
             self.chains = state.visible
         return state.visible

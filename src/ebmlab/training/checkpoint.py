@@ -48,7 +48,9 @@ def flatten_state(state: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> 
         return [flatten_state(v, f"{prefix}.{i}", tensors) for i, v in enumerate(state)]
     if state is None or isinstance(state, bool | int | float | str):
         return state
-    raise CheckpointError(f"cannot store a value of type {type(state).__name__} at {prefix!r} in a checkpoint")
+    raise CheckpointError(
+        f"cannot store a value of type {type(state).__name__} at {prefix!r} in a checkpoint"
+    )
 
 
 def unflatten_state(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
@@ -70,7 +72,9 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as error:
-        raise CheckpointError(f"cannot write checkpoint {path}: {error.strerror or error}") from error
+        raise CheckpointError(
+            f"cannot write checkpoint {path}: {error.strerror or error}"
+        ) from error
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
@@ -80,7 +84,9 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
         _fsync_directory(path.parent)
     except OSError as error:
         Path(temp_name).unlink(missing_ok=True)
-        raise CheckpointError(f"cannot write checkpoint {path}: {error.strerror or error}") from error
+        raise CheckpointError(
+            f"cannot write checkpoint {path}: {error.strerror or error}"
+        ) from error
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -109,7 +115,9 @@ def encode_checkpoint(model_state: dict[str, torch.Tensor], extra: dict[str, Any
     return safetensors_bytes(tensors, metadata=metadata)
 
 
-def save_checkpoint(path: str | Path, model_state: dict[str, torch.Tensor], extra: dict[str, Any]) -> Path:
+def save_checkpoint(
+    path: str | Path, model_state: dict[str, torch.Tensor], extra: dict[str, Any]
+) -> Path:
     """Atomically write a checkpoint; see :func:`load_checkpoint`."""
     path = Path(path)
     atomic_write_bytes(path, encode_checkpoint(model_state, extra))
@@ -154,7 +162,9 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     return {key: tensors[key] for key in model_keys}, extra
 
 
-def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
+def load_model_state(
+    model: torch.nn.Module, state: dict[str, torch.Tensor], *, source: str
+) -> None:
     """Copy ``state`` into ``model`` after checking names, shapes and dtypes, naming any mismatch."""
     expected = model.state_dict()
     if set(expected) != set(state):
@@ -192,7 +202,11 @@ class CheckpointManager:
         """The numbered checkpoints, oldest first."""
         if not self.directory.is_dir():
             return []
-        found = [(int(m.group(1)), p) for p in self.directory.iterdir() if (m := _STEP_FILE.match(p.name))]
+        found = [
+            (int(m.group(1)), p)
+            for p in self.directory.iterdir()
+            if (m := _STEP_FILE.match(p.name))
+        ]
         return sorted(found)
 
     def latest(self) -> Path | None:
@@ -204,7 +218,14 @@ class CheckpointManager:
     def best(self) -> Path:
         return self.directory / "best.safetensors"
 
-    def save(self, step: int, model_state: dict[str, torch.Tensor], extra: dict[str, Any], *, is_best: bool) -> Path:
+    def save(
+        self,
+        step: int,
+        model_state: dict[str, torch.Tensor],
+        extra: dict[str, Any],
+        *,
+        is_best: bool,
+    ) -> Path:
         """Write checkpoint ``step`` (and ``best`` when ``is_best``), then prune old ones."""
         payload = encode_checkpoint(model_state, extra)
         path = self.directory / f"step-{step:08d}.safetensors"

@@ -8,7 +8,9 @@ import torch
 
 
 @torch.no_grad()
-def reconstruction_error(model: Any, v: torch.Tensor, *, generator: torch.Generator | None = None) -> float:
+def reconstruction_error(
+    model: Any, v: torch.Tensor, *, generator: torch.Generator | None = None
+) -> float:
     """Mean squared error between ``v`` and ``p(v | h)`` with ``h ~ p(h | v)``, per visible unit.
 
     Cheap and popular, but not the objective: a model can reconstruct well and

@@ -6,7 +6,9 @@ import torch
 from torch import nn
 
 
-def build_sgd(model: nn.Module, *, lr: float, momentum: float, weight_decay: float) -> torch.optim.SGD:
+def build_sgd(
+    model: nn.Module, *, lr: float, momentum: float, weight_decay: float
+) -> torch.optim.SGD:
     """SGD with momentum, applying weight decay to weight matrices but not to biases.
 
     Decaying biases would pull them towards zero for no reason (Hinton's guide, section 10).

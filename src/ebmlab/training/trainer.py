@@ -22,6 +22,9 @@ from ebmlab.training.cd import ContrastiveDivergence, cd_loss, sparsity_penalty
 from ebmlab.training.monitor import free_energy_gap, reconstruction_error
 from ebmlab.training.optim import LinearDecay, build_sgd, set_momentum
 
+# The exact pseudo-likelihood costs n_visible free energies per example; below this size it is
+# cheap, and it removes the stochastic version's large variance from the monitoring curves.
+EXACT_PLL_MAX_VISIBLE = 128
 
 
 class NonFiniteError(FloatingPointError):
@@ -130,7 +133,10 @@ class CDTrainer:
         loss = cd_loss(self.model, v_data, v_model)
         if self.config.sparsity_target is not None and self.config.sparsity_cost > 0:
             loss = loss + sparsity_penalty(
-                self.model, v_data, target=self.config.sparsity_target, cost=self.config.sparsity_cost
+                self.model,
+                v_data,
+                target=self.config.sparsity_target,
+                cost=self.config.sparsity_cost,
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -145,7 +151,9 @@ class CDTrainer:
             config.momentum if self.epoch < config.momentum_switch_epoch else config.final_momentum,
         )
         start = time.perf_counter()
-        order = torch.randperm(data.shape[0], generator=self.generator, device=self.generator.device)
+        order = torch.randperm(
+            data.shape[0], generator=self.generator, device=self.generator.device
+        )
         batches = order.split(config.batch_size)
         if progress:
             from tqdm.auto import tqdm
@@ -178,7 +186,9 @@ class CDTrainer:
 
     # ----- monitoring ------------------------------------------------------------------
     @torch.no_grad()
-    def monitor(self, train_subset: torch.Tensor, validation: torch.Tensor | None) -> dict[str, float]:
+    def monitor(
+        self, train_subset: torch.Tensor, validation: torch.Tensor | None
+    ) -> dict[str, float]:
         """Reconstruction error, pseudo-log-likelihood and free-energy gap.
 
         Uses its own generator seeded by the epoch, so monitoring never changes
@@ -190,7 +200,14 @@ class CDTrainer:
         held_out = validation if validation is not None else train_subset
         metrics = {
             "reconstruction_error": reconstruction_error(self.model, held_out, generator=generator),
-            "pseudo_loglik": float(pseudo_log_likelihood(self.model, held_out, generator=generator).mean()),
+            "pseudo_loglik": float(
+                pseudo_log_likelihood(
+                    self.model,
+                    held_out,
+                    exact=held_out.shape[1] <= EXACT_PLL_MAX_VISIBLE,
+                    generator=generator,
+                ).mean()
+            ),
         }
         if validation is not None:
             metrics["free_energy_gap"] = free_energy_gap(self.model, train_subset, validation)

@@ -8,10 +8,14 @@ from typing import Any
 from ebmlab.viz._mpl import pyplot
 
 
-def save_training_curves(records: list[dict[str, Any]], path: str | Path, *, keys: list[str] | None = None) -> Path:
+def save_training_curves(
+    records: list[dict[str, Any]], path: str | Path, *, keys: list[str] | None = None
+) -> Path:
     """Plot each numeric metric against the epoch, one panel per metric."""
     plt = pyplot()
-    keys = keys or sorted({k for r in records for k, v in r.items() if k != "epoch" and isinstance(v, int | float)})
+    keys = keys or sorted(
+        {k for r in records for k, v in r.items() if k != "epoch" and isinstance(v, int | float)}
+    )
     columns = min(3, max(len(keys), 1))
     rows = max(1, -(-len(keys) // columns))
     figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3 * rows), squeeze=False)

@@ -24,7 +24,11 @@ def tile_images(
     With ``normalize_each`` every tile is scaled to [0, 1] on its own (for filters,
     whose ranges differ); otherwise values are clipped to [0, 1].
     """
-    array = images.detach().cpu().double().numpy() if isinstance(images, torch.Tensor) else np.asarray(images, float)
+    array = (
+        images.detach().cpu().double().numpy()
+        if isinstance(images, torch.Tensor)
+        else np.asarray(images, float)
+    )
     height, width = image_shape
     n = array.shape[0]
     columns = n_columns or math.ceil(math.sqrt(n))
@@ -53,7 +57,9 @@ def save_image_grid(
     """Save a grid of grey images as a PNG and return its path."""
     plt = pyplot()
     grid = tile_images(images, image_shape, n_columns=n_columns, normalize_each=normalize_each)
-    figure, axis = plt.subplots(figsize=(6, 6 * grid.shape[0] / grid.shape[1] + (0.4 if title else 0)))
+    figure, axis = plt.subplots(
+        figsize=(6, 6 * grid.shape[0] / grid.shape[1] + (0.4 if title else 0))
+    )
     axis.imshow(grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     axis.set_axis_off()
     if title:
@@ -65,7 +71,15 @@ def save_image_grid(
     return path
 
 
-def save_filters(weight: torch.Tensor, image_shape: tuple[int, int], path: str | Path, *, n_filters: int = 100) -> Path:
+def save_filters(
+    weight: torch.Tensor, image_shape: tuple[int, int], path: str | Path, *, n_filters: int = 100
+) -> Path:
     """Save the receptive fields of the first ``n_filters`` hidden units (columns of ``weight``)."""
     filters = weight.detach()[:, :n_filters].t()
-    return save_image_grid(filters, image_shape, path, title=f"filters of the first {filters.shape[0]} hidden units", normalize_each=True)
+    return save_image_grid(
+        filters,
+        image_shape,
+        path,
+        title=f"filters of the first {filters.shape[0]} hidden units",
+        normalize_each=True,
+    )
