@@ -22,12 +22,13 @@ demo: $(STAMP)
 	$(BIN)/ebmlab eval $(RUN_DIR)
 	@echo "Run folder: $(RUN_DIR) (figures in $(RUN_DIR)/figures)"
 
+# Two pytest workers on two cores, one thread each: more threads only contend (see docs/testing.md).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 -m "not slow"
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 -m "not slow"
 
 # Exit code 5 means "no test selected", which is not a failure for this subset.
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 -m slow; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 -m slow; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

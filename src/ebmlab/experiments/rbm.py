@@ -183,13 +183,15 @@ def _train(
         score = record["pseudo_loglik"]
         is_best = best_score is None or score > best_score
         best_score = score if is_best else best_score
+        # Metrics first: a kill between the two leaves an extra line that resume truncates,
+        # never a checkpoint whose epoch has no metrics.
+        run.append_metrics(record)
         run.checkpoints.save(
             trainer.epoch,
             trainer.model.state_dict(),
             {"trainer": trainer.state_dict(), "best_score": best_score, "epoch": trainer.epoch},
             is_best=is_best,
         )
-        run.append_metrics(record)
         bar.set_postfix(pll=f"{score:.2f}", recon=f"{record['reconstruction_error']:.4f}")
     write_figures(run, trainer.model, data.image_shape, seed=trainer.epoch)
 

@@ -1,0 +1,101 @@
+"""The command line end to end on digits: train, eval, sample, data; errors exit 2 without a traceback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ebmlab.cli.app import main
+
+TRAIN = [
+    "train",
+    "rbm",
+    "--dataset",
+    "digits",
+    "--n-hidden",
+    "16",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "50",
+    "--no-progress",
+]
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_train_eval_sample_on_digits(tmp_path, capsys):
+    run = tmp_path / "run"
+    code, out, _ = run_cli([*TRAIN, "--out", str(run)], capsys)
+    assert code == 0 and "run folder" in out
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert all(r["epoch_seconds"] > 0 for r in records)
+    for figure in ("samples.png", "filters.png", "training_curves.png"):
+        assert (run / "figures" / figure).stat().st_size > 1000
+    assert "n_hidden: 16" in (run / "config.yaml").read_text()
+
+    code, out, _ = run_cli(["eval", str(run), "--json"], capsys)
+    result = json.loads(out)
+    assert code == 0 and result["n_hidden"] == 16 and result["test_pseudo_loglik"] < 0
+
+    code, out, _ = run_cli(
+        ["sample", str(run), "--n", "9", "--n-steps", "5", "--out", str(tmp_path / "s.png")], capsys
+    )
+    assert code == 0 and (tmp_path / "s.png").is_file()
+
+
+def test_data_list_and_info(capsys):
+    code, out, _ = run_cli(["data", "list"], capsys)
+    assert code == 0 and "digits" in out and "fashion-mnist" in out
+    code, out, _ = run_cli(["data", "info", "digits"], capsys)
+    assert code == 0 and json.loads(out)["n_classes"] == 10
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--lr", "-1"], "error: lr must be a finite number > 0; got -1.0"),
+        (["--n-hidden", "0"], "error: n_hidden must be a positive integer; got 0"),
+        (["--dataset", "nope"], "error: unknown dataset 'nope'"),
+        (["--binarization", "fuzzy"], "error: binarization must be one of"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, extra, message):
+    code, _, err = run_cli([*TRAIN, "--out", str(tmp_path / "r"), *extra], capsys)
+    assert code == 2
+    assert err.strip().splitlines() == [err.strip()] and err.startswith(message), err
+    assert "Traceback" not in err
+
+
+def test_existing_run_folder_is_not_overwritten(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "keep.txt").write_text("mine")
+    code, _, err = run_cli([*TRAIN, "--out", str(run)], capsys)
+    assert code == 2 and "not empty" in err and (run / "keep.txt").read_text() == "mine"
+
+
+def test_eval_of_a_folder_that_is_not_a_run(tmp_path, capsys):
+    code, _, err = run_cli(["eval", str(tmp_path)], capsys)
+    assert code == 2 and "not an ebmlab run folder" in err
+
+
+def test_corrupted_checkpoint_exits_2_and_changes_nothing(tmp_path, capsys):
+    run = tmp_path / "run"
+    run_cli([*TRAIN, "--out", str(run)], capsys)
+    latest = sorted((run / "checkpoints").glob("step-*.safetensors"))[-1]
+    latest.write_bytes(latest.read_bytes()[:50])
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    code, _, err = run_cli(["train", "rbm", "--resume", str(run), "--no-progress"], capsys)
+    assert code == 2 and "truncated or corrupted" in err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before

@@ -1,0 +1,83 @@
+"""A run killed with SIGKILL and resumed ends bitwise equal to an uninterrupted run (CPU)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from ebmlab.training.checkpoint import load_checkpoint
+
+EPOCHS = 6
+ARGS = [
+    "train", "rbm", "--dataset", "digits", "--n-hidden", "48", "--epochs", str(EPOCHS),
+    "--batch-size", "10", "--persistent", "--binarization", "dynamic", "--seed", "3", "--no-progress",
+]  # fmt: skip
+
+
+def ebmlab(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ebmlab", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+
+def final_state(run) -> tuple[dict, dict]:
+    return load_checkpoint(run / "checkpoints" / f"step-{EPOCHS:08d}.safetensors")
+
+
+def metrics_without_timing(run) -> list[dict]:
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in records]
+
+
+def kill_after_checkpoints(run, n_checkpoints: int) -> None:
+    process = ebmlab(*ARGS, "--out", str(run))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if len(list((run / "checkpoints").glob("step-*.safetensors"))) >= n_checkpoints:
+            break
+        time.sleep(0.005)
+    process.kill()
+    process.wait()
+    assert not (run / "checkpoints" / f"step-{EPOCHS:08d}.safetensors").exists(), "killed too late"
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    run = tmp_path_factory.mktemp("reference") / "run"
+    process = ebmlab(*ARGS, "--out", str(run))
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err.decode()
+    return run
+
+
+def check_resumed_equals_reference(run, reference) -> None:
+    process = ebmlab("train", "rbm", "--resume", str(run), "--no-progress")
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err.decode()
+    (model, extra), (model_ref, extra_ref) = final_state(run), final_state(reference)
+    for name in model_ref:
+        assert torch.equal(model[name], model_ref[name]), name
+    assert torch.equal(
+        extra["trainer"]["objective"]["chains"], extra_ref["trainer"]["objective"]["chains"]
+    )
+    assert torch.equal(extra["trainer"]["generator"], extra_ref["trainer"]["generator"])
+    assert metrics_without_timing(run) == metrics_without_timing(reference)
+
+
+def test_resume_after_sigkill_is_bitwise_equal(tmp_path, reference):
+    run = tmp_path / "run"
+    kill_after_checkpoints(run, 1)
+    check_resumed_equals_reference(run, reference)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n_checkpoints", [2, 4])
+def test_resume_after_sigkill_at_later_points(tmp_path, reference, n_checkpoints):
+    run = tmp_path / "run"
+    kill_after_checkpoints(run, n_checkpoints)
+    check_resumed_equals_reference(run, reference)
