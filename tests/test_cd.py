@@ -12,39 +12,66 @@ from ebmlab.training.trainer import CDConfig, CDTrainer, NonFiniteError
 from tests.enumeration import all_binary
 
 
-def test_cd_surrogate_gradient_equals_the_analytic_update(tiny_rbm):
+def cd_batch(model, k: int = 3):
     generator = torch.Generator().manual_seed(0)
     v_data = torch.bernoulli(torch.full((32, 6), 0.4, dtype=torch.float64), generator=generator)
-    v_model = ContrastiveDivergence(tiny_rbm, k=3).negatives(v_data, generator=generator)
-    tiny_rbm.zero_grad()
-    cd_loss(tiny_rbm, v_data, v_model).backward()
     with torch.no_grad():
-        h_data, h_model = tiny_rbm.mean_h(v_data), tiny_rbm.mean_h(v_model)
-        # Classic CD-k: dW = <v h>_data - <v h>_k; the loss gradient is its negative.
-        d_weight = (v_data.T @ h_data - v_model.T @ h_model) / 32
-        d_visible = (v_data - v_model).mean(0)
-        d_hidden = (h_data - h_model).mean(0)
+        h_data = model.mean_h(v_data)
+    v_model, h_model = ContrastiveDivergence(model, k=k).negatives(
+        v_data, h_data, generator=generator
+    )
+    return v_data, h_data, v_model, h_model
+
+
+def test_cd_surrogate_gradient_equals_the_analytic_update(tiny_rbm):
+    v_data, h_data, v_model, h_model = cd_batch(tiny_rbm)
+    tiny_rbm.zero_grad()
+    cd_loss(tiny_rbm, v_data, h_data, v_model, h_model).backward()
+    # Classic CD-k: dW = <v h>_data - <v h>_k; the loss gradient is its negative.
+    d_weight = (v_data.T @ h_data - v_model.T @ h_model) / 32
     assert torch.allclose(tiny_rbm.weight.grad, -d_weight)
-    assert torch.allclose(tiny_rbm.visible_bias.grad, -d_visible)
-    assert torch.allclose(tiny_rbm.hidden_bias.grad, -d_hidden)
+    assert torch.allclose(tiny_rbm.visible_bias.grad, -(v_data - v_model).mean(0))
+    assert torch.allclose(tiny_rbm.hidden_bias.grad, -(h_data - h_model).mean(0))
+
+
+def test_cd_surrogate_has_the_free_energy_difference_gradient(tiny_rbm):
+    # dF(v)/dtheta = dE(v, E[h|v])/dtheta for an energy affine in h.
+    v_data, h_data, v_model, h_model = cd_batch(tiny_rbm)
+    gradients = []
+    for loss in (
+        lambda: cd_loss(tiny_rbm, v_data, h_data, v_model, h_model),
+        lambda: tiny_rbm.free_energy(v_data).mean() - tiny_rbm.free_energy(v_model).mean(),
+    ):
+        tiny_rbm.zero_grad()
+        loss().backward()
+        gradients.append([p.grad.clone() for p in tiny_rbm.parameters()])
+    for fast, reference in zip(*gradients, strict=True):
+        assert torch.allclose(fast, reference)
+
+
+def test_weighted_energy_equals_the_weighted_sum_of_energies(tiny_rbm):
+    generator = torch.Generator().manual_seed(5)
+    v = torch.bernoulli(torch.full((9, 6), 0.5, dtype=torch.float64), generator=generator)
+    h = torch.rand(9, 4, generator=generator, dtype=torch.float64)
+    weights = torch.randn(9, generator=generator, dtype=torch.float64)
+    expected = (weights * tiny_rbm.energy(v, h)).sum()
+    assert torch.allclose(tiny_rbm.weighted_energy(v, h, weights), expected)
 
 
 def test_negatives_carry_no_gradient(tiny_rbm):
-    v = torch.ones(4, 6, dtype=torch.float64)
-    negatives = ContrastiveDivergence(tiny_rbm, k=1).negatives(
-        v, generator=torch.Generator().manual_seed(0)
-    )
-    assert not negatives.requires_grad
+    _, _, v_model, h_model = cd_batch(tiny_rbm, k=1)
+    assert not v_model.requires_grad and not h_model.requires_grad
 
 
 def test_persistent_chains_continue_across_updates(tiny_rbm):
     objective = ContrastiveDivergence(tiny_rbm, k=1, persistent=True, n_chains=7)
     generator = torch.Generator().manual_seed(0)
-    first = objective.negatives(torch.zeros(5, 6, dtype=torch.float64), generator=generator)
+    zeros, ones = torch.zeros(5, 6, dtype=torch.float64), torch.ones(5, 6, dtype=torch.float64)
+    first, _ = objective.negatives(zeros, tiny_rbm.mean_h(zeros), generator=generator)
     assert first.shape == (7, 6)
     replay = torch.Generator()
     replay.set_state(generator.get_state())
-    second = objective.negatives(torch.ones(5, 6, dtype=torch.float64), generator=generator)
+    second, _ = objective.negatives(ones, tiny_rbm.mean_h(ones), generator=generator)
     # PCD continues from the previous negatives, not from the new minibatch.
     expected, _, _ = run_chain(BlockGibbs(tiny_rbm), GibbsState(first), 1, generator=replay)
     assert torch.equal(second, expected.visible)

@@ -111,6 +111,26 @@ class BernoulliRBM(nn.Module):
         interaction = ((v @ self.weight) * h).sum(-1)
         return -interaction - h @ self.hidden_bias - v @ self.visible_bias
 
+    def weighted_energy(
+        self, v: torch.Tensor, h: torch.Tensor, weights: torch.Tensor
+    ) -> torch.Tensor:
+        r""":math:`\sum_b w_b E(v_b, h_b)` with ``v``, ``h`` and ``weights`` held constant.
+
+        Equal to ``(weights * energy(v, h)).sum()``, but computed through the
+        statistic :math:`G = v^\top \operatorname{diag}(w)\, h`: one GEMM serves a whole
+        contrastive batch (data rows with positive, model rows with negative
+        weights), and autograd's weight gradient is :math:`-G` itself, with no GEMM
+        in the backward pass.
+        """
+        v, h, weights = v.detach(), h.detach(), weights.detach()
+        weighted_h = h * weights[:, None]
+        statistic = v.t() @ weighted_h
+        return -(
+            torch.dot(self.weight.flatten(), statistic.flatten())
+            + weighted_h.sum(0) @ self.hidden_bias
+            + (weights @ v) @ self.visible_bias
+        )
+
     def free_energy(self, v: torch.Tensor) -> torch.Tensor:
         """Free energy :math:`F(v) = -\\log \\sum_h e^{-E(v, h)}`, shape (batch,)."""
         return -v @ self.visible_bias - F.softplus(self.hidden_preactivation(v)).sum(-1)

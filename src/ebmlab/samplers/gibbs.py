@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import torch
 
+from ebmlab.models.rbm import sample_bernoulli
 from ebmlab.samplers.base import run_chain
 
 
@@ -30,12 +31,25 @@ class LayeredModel(Protocol):
 
 @dataclass
 class GibbsState:
-    """The chains' visible sample, the hidden sample that produced it, and
-    ``visible_mean`` = p(v | hidden), a lower-variance view of the visible layer."""
+    """State of a set of block Gibbs chains.
+
+    Attributes
+    ----------
+    visible : Tensor
+        The chains' visible sample, one row per chain.
+    hidden : Tensor, optional
+        The hidden sample that produced ``visible``.
+    visible_mean : Tensor, optional
+        p(v = 1 | hidden), a lower-variance view of the visible layer.
+    hidden_mean : Tensor, optional
+        p(h = 1 | visible) when the caller already computed it (e.g. CD's
+        positive phase); the next step samples from it instead of recomputing.
+    """
 
     visible: torch.Tensor
     hidden: torch.Tensor | None = None
     visible_mean: torch.Tensor | None = None
+    hidden_mean: torch.Tensor | None = None
 
 
 class BlockGibbs:
@@ -63,7 +77,10 @@ class BlockGibbs:
     def step(
         self, state: GibbsState, *, generator: torch.Generator | None = None
     ) -> tuple[GibbsState, dict[str, Any]]:
-        hidden = self.model.sample_h(state.visible, generator=generator)
+        if state.hidden_mean is not None:
+            hidden = sample_bernoulli(state.hidden_mean, generator=generator)
+        else:
+            hidden = self.model.sample_h(state.visible, generator=generator)
         visible_mean = self.model.mean_v(hidden)
         visible = _sample_from_mean(self.model, hidden, visible_mean, generator)
         return GibbsState(visible=visible, hidden=hidden, visible_mean=visible_mean), {}

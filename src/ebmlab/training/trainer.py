@@ -129,8 +129,10 @@ class CDTrainer:
     # ----- one update / one epoch ----------------------------------------------------
     def update(self, v_data: torch.Tensor) -> float:
         """One CD/PCD parameter update on a minibatch; returns the surrogate loss."""
-        v_model = self.objective.negatives(v_data, generator=self.generator)
-        loss = cd_loss(self.model, v_data, v_model)
+        with torch.no_grad():
+            h_data = self.model.mean_h(v_data)
+        v_model, h_model = self.objective.negatives(v_data, h_data, generator=self.generator)
+        loss = cd_loss(self.model, v_data, h_data, v_model, h_model)
         if self.config.sparsity_target is not None and self.config.sparsity_cost > 0:
             loss = loss + sparsity_penalty(
                 self.model,
