@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import settings
+
+# Timing varies wildly on a shared 2-core machine; correctness, not speed, is tested here.
+settings.register_profile("ebmlab", deadline=None, max_examples=50)
+settings.load_profile("ebmlab")
 
 
 @pytest.fixture

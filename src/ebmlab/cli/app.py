@@ -49,12 +49,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(130) from None
     except typer.Exit as exit_:
         raise SystemExit(exit_.exit_code) from None
-    except (typer.Abort, SystemExit):
-        raise
-    except Exception as error:  # click's usage errors
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            raise SystemExit(error.exit_code) from None
-        raise
+    except typer.TyperException as error:
+        # Usage errors from the argument parser: one line, exit code 2 (--help shows usage).
+        format_message = getattr(error, "format_message", None)
+        message = format_message() if format_message is not None else str(error)
+        if message:  # empty when bare `ebmlab` printed its help
+            print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(getattr(error, "exit_code", 2)) from None

@@ -178,4 +178,9 @@ class BernoulliRBM(nn.Module):
     def check_visible(self, v: torch.Tensor, name: str = "v") -> torch.Tensor:
         """Raise a clear error unless ``v`` is a finite (batch, n_visible) tensor in [0, 1]."""
         check_matrix(name, v, n_columns=self.n_visible)
+        if v.dtype != self.weight.dtype:
+            raise TypeError(
+                f"{name} has dtype {v.dtype} but the model's parameters are {self.weight.dtype}; "
+                f"convert the data or build the model with dtype={self.weight.dtype}"
+            )
         return check_unit_interval(name, v, model="Bernoulli RBM")

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ebmlab._validation import (
+    check_nonempty,
     check_nonnegative_float,
     check_nonnegative_int,
     check_positive_float,
@@ -147,6 +148,8 @@ class CDTrainer:
 
     def train_epoch(self, data: torch.Tensor, *, progress: bool = False) -> dict[str, float]:
         """One pass over ``data`` in a random order; returns the epoch's loss and seconds."""
+        check_nonempty("data", data)
+        self.model.check_visible(data, "data")
         config = self.config
         set_momentum(
             self.optimizer,
