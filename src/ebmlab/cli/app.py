@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from ebmlab.cli import data_commands, inspect_commands, train_commands
+from ebmlab.cli import data_commands, demo_commands, inspect_commands, train_commands
 
 app = typer.Typer(
     name="ebmlab",
@@ -21,6 +21,7 @@ app = typer.Typer(
 )
 app.add_typer(train_commands.app, name="train")
 app.add_typer(data_commands.app, name="data")
+app.add_typer(demo_commands.app, name="demo")
 app.command("sample")(inspect_commands.sample)
 app.command("eval")(inspect_commands.evaluate)
 

@@ -82,3 +82,53 @@ def train_rbm(
         )
         run = run_rbm(config, out, overwrite=overwrite, progress=progress)
     typer.echo(f"run folder: {run.path}  (figures in {run.figures})")
+
+
+@app.command("ebm2d")
+def train_ebm2d(
+    dataset: str = typer.Option(
+        "8gaussians", help="2-D toy set (8gaussians, rings, checkerboard, ...)."
+    ),
+    iterations: int = typer.Option(2000, help="Parameter updates."),
+    lr: float = typer.Option(1e-3, help="Adam learning rate."),
+    batch_size: int = typer.Option(256, help="Minibatch size."),
+    n_steps: int = typer.Option(20, help="Langevin steps per update."),
+    step_size: float = typer.Option(0.01, help="Langevin step size."),
+    noise_scale: float | None = typer.Option(
+        None, help="Langevin noise scale (default: calibrated, sqrt(2 step))."
+    ),
+    persistent: bool = typer.Option(
+        True, "--persistent/--short-run", help="Replay buffer or short-run chains."
+    ),
+    l2_weight: float = typer.Option(0.01, help="L2 penalty on energies."),
+    seed: int = typer.Option(0, help="Random seed."),
+    out: Path | None = typer.Option(None, help="Run folder to create."),
+    resume: Path | None = typer.Option(
+        None, help="Continue this run folder from its last checkpoint."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
+) -> None:
+    """Train an MLP energy on a 2-D toy density with Langevin negatives."""
+    from ebmlab.experiments.ebm2d import EBM2DConfig, run_ebm2d
+
+    if resume is not None:
+        path = run_ebm2d(None, resume, resume=True)
+    else:
+        if out is None:
+            raise ValueError(
+                "--out is required (the run folder to create), or pass --resume RUN_DIR"
+            )
+        config = EBM2DConfig(
+            dataset=dataset,
+            n_iterations=iterations,
+            lr=lr,
+            batch_size=batch_size,
+            n_sampler_steps=n_steps,
+            step_size=step_size,
+            noise_scale=noise_scale,
+            persistent=persistent,
+            l2_weight=l2_weight,
+            seed=seed,
+        )
+        path = run_ebm2d(config, out, overwrite=overwrite)
+    typer.echo(f"run folder: {path}  (figures in {Path(path) / 'figures'})")

@@ -1,6 +1,36 @@
-"""Samplers: ``init(x0) -> state`` and ``step(state, *, generator) -> (state, info)``."""
+"""Samplers: ``init(x0) -> state`` and ``step(state, *, generator) -> (state, info)``.
+
+Block Gibbs for layered binary models, Langevin dynamics and MALA for
+differentiable energies, SGLD as a posterior sampler (a torch optimizer), the
+replay buffer of persistent/JEM training, and step-size schedules.
+"""
 
 from ebmlab.samplers.base import Sampler, run_chain
 from ebmlab.samplers.gibbs import BlockGibbs, GibbsState, sample_visible
+from ebmlab.samplers.langevin import Langevin, LangevinState, energy_and_grad
+from ebmlab.samplers.mala import MALA, MALAState
+from ebmlab.samplers.replay_buffer import ClassGaussianInit, GaussianInit, ReplayBuffer, UniformInit
+from ebmlab.samplers.schedules import ConstantSchedule, PolynomialDecay
+from ebmlab.samplers.sgld import SGLD, PreconditionedSGLD, SampleCollector
 
-__all__ = ["BlockGibbs", "GibbsState", "Sampler", "run_chain", "sample_visible"]
+__all__ = [
+    "MALA",
+    "SGLD",
+    "BlockGibbs",
+    "ClassGaussianInit",
+    "ConstantSchedule",
+    "GaussianInit",
+    "GibbsState",
+    "Langevin",
+    "LangevinState",
+    "MALAState",
+    "PolynomialDecay",
+    "PreconditionedSGLD",
+    "ReplayBuffer",
+    "SampleCollector",
+    "Sampler",
+    "UniformInit",
+    "energy_and_grad",
+    "run_chain",
+    "sample_visible",
+]
