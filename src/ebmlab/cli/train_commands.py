@@ -6,11 +6,22 @@ from pathlib import Path
 
 import typer
 
+from ebmlab.cli.settings import merged_settings
+
 app = typer.Typer(help="Train a model into a run folder.", no_args_is_help=True)
+
+
+CD_OPTIONS = frozenset(
+    {
+        "epochs", "batch_size", "lr", "cd_k", "persistent", "momentum", "final_momentum",
+        "momentum_switch_epoch", "weight_decay", "final_lr_fraction", "sparsity_target", "sparsity_cost",
+    }
+)  # fmt: skip
 
 
 @app.command("rbm")
 def train_rbm(
+    context: typer.Context,
     dataset: str = typer.Option("digits", help="Dataset name (`ebmlab data list`)."),
     data_dir: Path | None = typer.Option(None, help="Folder holding the dataset's files."),
     n_hidden: int = typer.Option(64, help="Number of hidden units."),
@@ -37,6 +48,9 @@ def train_rbm(
     seed: int = typer.Option(0, help="Random seed: the run is reproducible from it."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     dtype: str = typer.Option("float32", help="float32 or float64."),
+    config: Path | None = typer.Option(
+        None, help="YAML settings (e.g. a run's config.yaml); options given here override it."
+    ),
     out: Path | None = typer.Option(None, help="Run folder to create."),
     resume: Path | None = typer.Option(
         None, help="Continue this run folder from its last checkpoint."
@@ -46,7 +60,6 @@ def train_rbm(
 ) -> None:
     """Train a Bernoulli RBM by CD-k or PCD-k."""
     from ebmlab.experiments.rbm import RBMExperimentConfig, resume_rbm, run_rbm
-    from ebmlab.training.trainer import CDConfig
 
     if resume is not None:
         run = resume_rbm(resume, progress=progress)
@@ -55,32 +68,10 @@ def train_rbm(
             raise ValueError(
                 "--out is required (the run folder to create), or pass --resume RUN_DIR"
             )
-        training = CDConfig(
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            cd_k=cd_k,
-            persistent=persistent,
-            momentum=momentum,
-            final_momentum=final_momentum,
-            momentum_switch_epoch=momentum_switch_epoch,
-            weight_decay=weight_decay,
-            final_lr_fraction=final_lr_fraction,
-            sparsity_target=sparsity_target,
-            sparsity_cost=sparsity_cost,
+        settings = merged_settings(context, config, model="rbm", nested={"training": CD_OPTIONS})
+        run = run_rbm(
+            RBMExperimentConfig.from_dict(settings), out, overwrite=overwrite, progress=progress
         )
-        config = RBMExperimentConfig(
-            dataset=dataset,
-            data_dir=None if data_dir is None else str(data_dir),
-            n_hidden=n_hidden,
-            binarization=binarization,
-            validation_fraction=validation_fraction,
-            seed=seed,
-            device=device,
-            dtype=dtype,
-            training=training,
-        )
-        run = run_rbm(config, out, overwrite=overwrite, progress=progress)
     typer.echo(f"run folder: {run.path}  (figures in {run.figures})")
 
 

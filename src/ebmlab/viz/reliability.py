@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 def plot_reliability_diagram(
     result: ECEResult, *, ax: Axes | None = None, title: str | None = None
 ) -> Figure:
-    """Draw a reliability diagram from :func:`~ebmlab.metrics.classification.expected_calibration_error`.
+    """Draw a reliability diagram from an :class:`~ebmlab.metrics.classification.ECEResult`.
 
     Bars show each bin's accuracy; the gap to the diagonal (perfect
     calibration) is shaded; empty bins are left blank.
@@ -52,10 +52,24 @@ def plot_reliability_diagram(
     filled = np.asarray(result.bin_count) > 0
     accuracy = np.where(filled, result.bin_accuracy, 0.0)
     confidence = np.where(filled, result.bin_confidence, 0.0)
-    ax.bar(centres[filled], accuracy[filled], width=widths[filled], color="tab:blue", edgecolor="black",
-           label="accuracy")
-    ax.bar(centres[filled], (confidence - accuracy)[filled], bottom=accuracy[filled], width=widths[filled],
-           color="tab:red", alpha=0.3, edgecolor="tab:red", label="gap to confidence")
+    ax.bar(
+        centres[filled],
+        accuracy[filled],
+        width=widths[filled],
+        color="tab:blue",
+        edgecolor="black",
+        label="accuracy",
+    )
+    ax.bar(
+        centres[filled],
+        (confidence - accuracy)[filled],
+        bottom=accuracy[filled],
+        width=widths[filled],
+        color="tab:red",
+        alpha=0.3,
+        edgecolor="tab:red",
+        label="gap to confidence",
+    )
     ax.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfect calibration")
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy")
     heading = f"ECE = {100 * result.ece:.2f}%"
@@ -64,7 +78,9 @@ def plot_reliability_diagram(
     return ax.figure
 
 
-def save_reliability_diagram(result: ECEResult, path: str | Path, *, title: str | None = None) -> Path:
+def save_reliability_diagram(
+    result: ECEResult, path: str | Path, *, title: str | None = None
+) -> Path:
     """Draw :func:`plot_reliability_diagram` and save it to ``path`` (format from the suffix)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
