@@ -99,3 +99,43 @@ def test_corrupted_checkpoint_exits_2_and_changes_nothing(tmp_path, capsys):
     code, _, err = run_cli(["train", "rbm", "--resume", str(run), "--no-progress"], capsys)
     assert code == 2 and "truncated or corrupted" in err
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_config_file_redoes_a_run_and_options_override_it(tmp_path, capsys):
+    first, second = tmp_path / "first", tmp_path / "second"
+    run_cli([*TRAIN, "--lr", "0.02", "--out", str(first)], capsys)
+    code, _, err = run_cli(
+        [
+            "train",
+            "rbm",
+            "--config",
+            str(first / "config.yaml"),
+            "--epochs",
+            "3",
+            "--out",
+            str(second),
+            "--no-progress",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    original = (first / "config.yaml").read_text()
+    assert (second / "config.yaml").read_text() == original.replace("epochs: 2", "epochs: 3")
+    # The first two epochs repeat bit for bit: same seed, same settings.
+    lines = [
+        p.read_text().splitlines()[:2] for p in (first / "metrics.jsonl", second / "metrics.jsonl")
+    ]
+    strip = [
+        [{k: v for k, v in json.loads(x).items() if k != "epoch_seconds"} for x in ls]
+        for ls in lines
+    ]
+    assert strip[0] == strip[1]
+
+
+def test_config_file_for_another_model_is_refused(tmp_path, capsys):
+    bad = tmp_path / "c.yaml"
+    bad.write_text("model: dbm\n")
+    code, _, err = run_cli(
+        ["train", "rbm", "--config", str(bad), "--out", str(tmp_path / "r")], capsys
+    )
+    assert code == 2 and "describes a 'dbm' run" in err
