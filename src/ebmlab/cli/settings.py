@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +35,23 @@ def merged_settings(
     config_file: Path | None,
     *,
     model: str,
-    nested: dict[str, frozenset[str]],
+    nested: dict[str, Mapping[str, str] | frozenset[str]],
 ) -> dict[str, Any]:
     """Settings for a run: the file's (if any), overridden by options given on the command line.
 
-    ``nested`` maps a section name (e.g. ``"training"``) to the option names stored in it.
-    Without a file every option counts, defaults included.
+    ``nested`` maps a section name (e.g. ``"training"``) to the options stored in it:
+    a set of names stored under the same name, or a mapping option name -> field name
+    (e.g. ``{"finetune_epochs": "epochs"}``). Without a file every option counts,
+    defaults included.
     """
     from typer._click.core import ParameterSource
 
     settings = read_settings_file(config_file, model=model) if config_file is not None else {}
-    for section in nested:
+    sections = {
+        s: fields if isinstance(fields, Mapping) else {f: f for f in fields}
+        for s, fields in nested.items()
+    }
+    for section in sections:
         settings[section] = dict(settings.get(section) or {})
     for name, value in context.params.items():
         if name in CONTROL_OPTIONS:
@@ -55,6 +62,19 @@ def merged_settings(
         ):
             continue
         value = str(value) if isinstance(value, Path) else value
-        section = next((s for s, names in nested.items() if name in names), None)
-        (settings[section] if section else settings)[name] = value
+        section = next((s for s, fields in sections.items() if name in fields), None)
+        if section is None:
+            settings[name] = value
+        else:
+            settings[section][sections[section][name]] = value
     return settings
+
+
+def parse_sizes(name: str, text: str) -> list[int]:
+    """Parse ``"500,500,2000"`` into ``[500, 500, 2000]``, naming the option on error."""
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(
+            f"{name} must be comma-separated integers like 500,500; got {text!r}"
+        ) from None

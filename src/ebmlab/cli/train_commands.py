@@ -123,3 +123,76 @@ def train_ebm2d(
         )
         path = run_ebm2d(config, out, overwrite=overwrite)
     typer.echo(f"run folder: {path}  (figures in {Path(path) / 'figures'})")
+
+
+DBN_TRAINING = frozenset({"epochs", "batch_size", "lr", "cd_k", "persistent"})
+DBN_FINETUNE = {
+    "finetune_epochs": "epochs",
+    "finetune_lr": "lr",
+    "finetune_optimizer": "optimizer",
+    "patience": "patience",
+}
+
+
+@app.command("dbn")
+def train_dbn(
+    context: typer.Context,
+    dataset: str = typer.Option("digits", help="Dataset name (`ebmlab data list`)."),
+    data_dir: Path | None = typer.Option(None, help="Folder holding the dataset's files."),
+    layers: str = typer.Option(
+        "64,64", help="Hidden layer sizes, bottom to top, e.g. 500,500,2000."
+    ),
+    epochs: int = typer.Option(10, help="CD epochs per layer."),
+    batch_size: int = typer.Option(100, help="Minibatch size of pretraining."),
+    lr: float = typer.Option(0.05, help="Pretraining learning rate."),
+    cd_k: int = typer.Option(1, help="Gibbs steps per update."),
+    persistent: bool = typer.Option(False, "--persistent", help="PCD instead of CD."),
+    binarization: str = typer.Option("dynamic", help="threshold, stochastic or dynamic."),
+    propagation: str = typer.Option(
+        "mean", help="Upper layers train on mean or sampled activations."
+    ),
+    init_from_below: bool = typer.Option(
+        False, "--init-from-below", help="Start each RBM at the transpose of the one below."
+    ),
+    finetune_epochs: int = typer.Option(0, help="Epochs of discriminative fine-tuning (0: none)."),
+    finetune_lr: float = typer.Option(1e-3, help="Fine-tuning learning rate."),
+    finetune_optimizer: str = typer.Option("adam", help="adam or sgd."),
+    patience: int = typer.Option(
+        5, help="Early-stopping patience in epochs (0: never stop early)."
+    ),
+    n_labelled: int | None = typer.Option(
+        None, help="Labelled examples used for fine-tuning (default all)."
+    ),
+    seed: int = typer.Option(0, help="Random seed."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    dtype: str = typer.Option("float32", help="float32 or float64."),
+    config: Path | None = typer.Option(None, help="YAML settings; options given here override it."),
+    out: Path | None = typer.Option(None, help="Run folder to create."),
+    resume: Path | None = typer.Option(
+        None, help="Continue this run folder from its last checkpoint."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Train a deep belief network greedily, layer by layer, then optionally fine-tune it."""
+    from ebmlab.cli.settings import parse_sizes
+    from ebmlab.experiments.dbn import DBNExperimentConfig, resume_dbn, run_dbn
+
+    if resume is not None:
+        run = resume_dbn(resume, progress=progress)
+    else:
+        if out is None:
+            raise ValueError(
+                "--out is required (the run folder to create), or pass --resume RUN_DIR"
+            )
+        context.params["layers"] = parse_sizes("layers", layers)
+        settings = merged_settings(
+            context,
+            config,
+            model="dbn",
+            nested={"training": DBN_TRAINING, "finetune": DBN_FINETUNE},
+        )
+        run = run_dbn(
+            DBNExperimentConfig.from_dict(settings), out, overwrite=overwrite, progress=progress
+        )
+    typer.echo(f"run folder: {run.path}  (figures in {run.figures})")

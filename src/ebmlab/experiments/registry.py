@@ -19,31 +19,42 @@ def evaluate_run(run_dir: str | Path, **options: Any) -> dict[str, Any]:
     """Evaluate any run folder; see each model's ``evaluate_*`` for the keys."""
     model = run_model_name(run_dir)
     if model == "rbm":
-        from ebmlab.experiments.rbm import evaluate_rbm
+        from ebmlab.experiments.rbm import evaluate_rbm as evaluate
+    elif model == "dbn":
+        from ebmlab.experiments.dbn import evaluate_dbn as evaluate
+    else:
+        raise RunFolderError(f"evaluation of {model!r} runs is not supported")
+    return evaluate(run_dir, **options)
 
-        return evaluate_rbm(run_dir, **options)
-    raise RunFolderError(f"evaluation of {model!r} runs is not supported")
+
+def _draw_samples(run_dir: str | Path, model_name: str, n: int, n_steps: int, seed: int):
+    """(samples, dataset name, data folder, description) for a layered model's run."""
+    if model_name == "rbm":
+        from ebmlab.experiments.rbm import load_rbm
+        from ebmlab.samplers.gibbs import sample_visible
+
+        config, model = load_rbm(run_dir)
+        generator = torch.Generator(device=config.device).manual_seed(seed)
+        return sample_visible(model, n, n_steps, generator=generator), config, "Gibbs sweeps"
+    if model_name == "dbn":
+        from ebmlab.experiments.dbn import load_dbn
+
+        config, dbn, _ = load_dbn(run_dir)
+        generator = torch.Generator(device=config.device).manual_seed(seed)
+        return dbn.sample(n, n_steps, generator=generator), config, "Gibbs sweeps in the top RBM"
+    raise RunFolderError(f"sampling from {model_name!r} runs is not supported")
 
 
 def sample_run(run_dir: str | Path, *, n: int, n_steps: int, seed: int, out: Path | None) -> Path:
     """Draw ``n`` samples from a run's model and save an image grid; returns the PNG path."""
+    from ebmlab.data import dataset_info
+    from ebmlab.viz.images import save_image_grid
+
     check_positive_int("n", n)
     check_positive_int("n_steps", n_steps)
     model_name = run_model_name(run_dir)
     out = Path(out) if out is not None else RunFolder(run_dir).figures / f"samples-{seed}.png"
-    if model_name == "rbm":
-        from ebmlab.data import load_dataset
-        from ebmlab.experiments.rbm import load_rbm
-        from ebmlab.samplers.gibbs import sample_visible
-        from ebmlab.viz.images import save_image_grid
-
-        config, model = load_rbm(run_dir)
-        generator = torch.Generator(device=config.device).manual_seed(seed)
-        samples = sample_visible(model, n, n_steps, generator=generator)
-        image_shape = load_dataset(
-            config.dataset, split="test", data_dir=config.data_dir
-        ).image_shape
-        return save_image_grid(
-            samples, image_shape, out, title=f"{n} samples, {n_steps} Gibbs sweeps"
-        )
-    raise RunFolderError(f"sampling from {model_name!r} runs is not supported")
+    samples, config, steps = _draw_samples(run_dir, model_name, n, n_steps, seed)
+    image_shape = tuple(dataset_info(config.dataset, data_dir=config.data_dir)["shape"])
+    title = f"{n} {model_name.upper()} samples, {n_steps} {steps}"
+    return save_image_grid(samples, image_shape, out, title=title)

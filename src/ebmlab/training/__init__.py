@@ -7,6 +7,8 @@ from ebmlab.training.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from ebmlab.training.finetune import DBNClassifier, FinetuneConfig, finetune
+from ebmlab.training.greedy import GreedyTrainer, train_greedy
 from ebmlab.training.trainer import CDConfig, CDTrainer, NonFiniteError
 
 __all__ = [
@@ -15,9 +17,14 @@ __all__ = [
     "CheckpointError",
     "CheckpointManager",
     "ContrastiveDivergence",
+    "DBNClassifier",
+    "FinetuneConfig",
+    "GreedyTrainer",
     "NonFiniteError",
     "cd_loss",
+    "finetune",
     "load_checkpoint",
     "save_checkpoint",
     "sparsity_penalty",
+    "train_greedy",
 ]
