@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,29 +30,24 @@ def read_settings_file(path: Path, *, model: str) -> dict[str, Any]:
     return settings
 
 
+def in_section(section: str, options: Iterable[str] | Mapping[str, str]) -> dict[str, str]:
+    """Map option names to dotted paths under ``section`` (a mapping renames the fields)."""
+    renames = options if isinstance(options, Mapping) else {name: name for name in options}
+    return {option: f"{section}.{field}" for option, field in renames.items()}
+
+
 def merged_settings(
-    context: typer.Context,
-    config_file: Path | None,
-    *,
-    model: str,
-    nested: dict[str, Mapping[str, str] | frozenset[str]],
+    context: typer.Context, config_file: Path | None, *, model: str, paths: Mapping[str, str]
 ) -> dict[str, Any]:
     """Settings for a run: the file's (if any), overridden by options given on the command line.
 
-    ``nested`` maps a section name (e.g. ``"training"``) to the options stored in it:
-    a set of names stored under the same name, or a mapping option name -> field name
-    (e.g. ``{"finetune_epochs": "epochs"}``). Without a file every option counts,
-    defaults included.
+    ``paths`` maps option names to dotted places in the settings (e.g.
+    ``{"finetune_epochs": "finetune.epochs"}``); other options are stored at the top
+    level under their own name. Without a file every option counts, defaults included.
     """
     from typer._click.core import ParameterSource
 
     settings = read_settings_file(config_file, model=model) if config_file is not None else {}
-    sections = {
-        s: fields if isinstance(fields, Mapping) else {f: f for f in fields}
-        for s, fields in nested.items()
-    }
-    for section in sections:
-        settings[section] = dict(settings.get(section) or {})
     for name, value in context.params.items():
         if name in CONTROL_OPTIONS:
             continue
@@ -61,12 +56,11 @@ def merged_settings(
             and context.get_parameter_source(name) != ParameterSource.COMMANDLINE
         ):
             continue
-        value = str(value) if isinstance(value, Path) else value
-        section = next((s for s, fields in sections.items() if name in fields), None)
-        if section is None:
-            settings[name] = value
-        else:
-            settings[section][sections[section][name]] = value
+        *sections, field = paths.get(name, name).split(".")
+        target = settings
+        for section in sections:
+            target[section] = target = dict(target.get(section) or {})
+        target[field] = str(value) if isinstance(value, Path) else value
     return settings
 
 

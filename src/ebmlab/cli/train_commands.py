@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ebmlab.cli.settings import merged_settings
+from ebmlab.cli.settings import in_section, merged_settings, parse_sizes
 
 app = typer.Typer(help="Train a model into a run folder.", no_args_is_help=True)
 
@@ -68,7 +68,9 @@ def train_rbm(
             raise ValueError(
                 "--out is required (the run folder to create), or pass --resume RUN_DIR"
             )
-        settings = merged_settings(context, config, model="rbm", nested={"training": CD_OPTIONS})
+        settings = merged_settings(
+            context, config, model="rbm", paths=in_section("training", CD_OPTIONS)
+        )
         run = run_rbm(
             RBMExperimentConfig.from_dict(settings), out, overwrite=overwrite, progress=progress
         )
@@ -175,7 +177,6 @@ def train_dbn(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Train a deep belief network greedily, layer by layer, then optionally fine-tune it."""
-    from ebmlab.cli.settings import parse_sizes
     from ebmlab.experiments.dbn import DBNExperimentConfig, resume_dbn, run_dbn
 
     if resume is not None:
@@ -194,5 +195,96 @@ def train_dbn(
         )
         run = run_dbn(
             DBNExperimentConfig.from_dict(settings), out, overwrite=overwrite, progress=progress
+        )
+    typer.echo(f"run folder: {run.path}  (figures in {run.figures})")
+
+
+DBM_TRAINING = frozenset(
+    {
+        "epochs", "batch_size", "lr", "final_lr_fraction", "momentum", "final_momentum",
+        "momentum_switch_epoch", "weight_decay", "max_norm", "n_chains", "gibbs_steps",
+        "mean_field_iterations", "mean_field_tolerance", "damping", "pretrain",
+    }
+)  # fmt: skip
+DBM_PRETRAINING = {
+    "pretrain_epochs": "epochs",
+    "pretrain_lr": "lr",
+    "pretrain_cd_k": "cd_k",
+    "pretrain_persistent": "persistent",
+}
+
+
+@app.command("dbm")
+def train_dbm(
+    context: typer.Context,
+    dataset: str = typer.Option("digits", help="Dataset name (`ebmlab data list`)."),
+    data_dir: Path | None = typer.Option(None, help="Folder holding the dataset's files."),
+    layers: str = typer.Option("64,64", help="Hidden layer sizes, bottom to top, e.g. 500,1000."),
+    n_train: int | None = typer.Option(None, help="Use only the first N training images."),
+    epochs: int = typer.Option(20, help="Epochs of joint training."),
+    batch_size: int = typer.Option(100, help="Minibatch size."),
+    lr: float = typer.Option(0.005, help="Joint-training learning rate."),
+    final_lr_fraction: float = typer.Option(
+        0.1, help="The learning rate decays linearly to this fraction."
+    ),
+    momentum: float = typer.Option(0.5, help="Initial momentum."),
+    final_momentum: float = typer.Option(0.9, help="Momentum after --momentum-switch-epoch."),
+    momentum_switch_epoch: int = typer.Option(5, help="Epoch at which momentum switches."),
+    weight_decay: float = typer.Option(2e-4, help="L2 penalty on the weights."),
+    max_norm: float | None = typer.Option(
+        None, help="Maximum norm of each unit's incoming weights."
+    ),
+    n_chains: int = typer.Option(100, help="Persistent chains for the model term."),
+    gibbs_steps: int = typer.Option(5, help="Block Gibbs sweeps of the chains per update."),
+    mean_field_iterations: int = typer.Option(10, help="Mean-field iterations for the data term."),
+    mean_field_tolerance: float = typer.Option(1e-5, help="Mean-field stopping tolerance."),
+    damping: float = typer.Option(0.0, help="Mean-field damping in [0, 1)."),
+    pretrain: bool = typer.Option(
+        True, "--pretrain/--no-pretrain", help="Greedy pretraining with doubled RBMs."
+    ),
+    pretrain_epochs: int = typer.Option(10, help="CD epochs per pretrained RBM."),
+    pretrain_lr: float = typer.Option(0.05, help="Pretraining learning rate."),
+    pretrain_cd_k: int = typer.Option(1, help="Gibbs steps per pretraining update."),
+    pretrain_persistent: bool = typer.Option(
+        True, "--pretrain-persistent/--pretrain-cd", help="PCD or CD for pretraining."
+    ),
+    classifier_epochs: int = typer.Option(
+        0, help="Epochs of a softmax head on mean-field features (0: none)."
+    ),
+    fine_tune_epochs: int = typer.Option(
+        0, help="Then epochs fine-tuning the whole unrolled network."
+    ),
+    classifier_lr: float = typer.Option(1e-3, help="Classifier learning rate."),
+    binarization: str = typer.Option("dynamic", help="threshold, stochastic or dynamic."),
+    validation_fraction: float = typer.Option(
+        0.1, help="Share of training data held out for monitoring."
+    ),
+    seed: int = typer.Option(0, help="Random seed."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    dtype: str = typer.Option("float32", help="float32 or float64."),
+    config: Path | None = typer.Option(None, help="YAML settings; options given here override it."),
+    out: Path | None = typer.Option(None, help="Run folder to create."),
+    resume: Path | None = typer.Option(
+        None, help="Continue this run folder from its last checkpoint."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Train a deep Boltzmann machine: doubled-RBM pretraining, then mean-field + persistent chains."""
+    from ebmlab.experiments.dbm import DBMExperimentConfig, resume_dbm, run_dbm
+
+    if resume is not None:
+        run = resume_dbm(resume, progress=progress)
+    else:
+        if out is None:
+            raise ValueError(
+                "--out is required (the run folder to create), or pass --resume RUN_DIR"
+            )
+        context.params["layers"] = parse_sizes("layers", layers)
+        paths = {"layers": "hidden_sizes"} | in_section("training", DBM_TRAINING)
+        paths |= in_section("training.pretraining", DBM_PRETRAINING)
+        settings = merged_settings(context, config, model="dbm", paths=paths)
+        run = run_dbm(
+            DBMExperimentConfig.from_dict(settings), out, overwrite=overwrite, progress=progress
         )
     typer.echo(f"run folder: {run.path}  (figures in {run.figures})")

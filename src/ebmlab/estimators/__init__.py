@@ -5,6 +5,7 @@ See docs/estimators.md for the maths and the JSON keys of :func:`evaluate_log_li
 
 from ebmlab.estimators.ais import LogZEstimate, ais_log_partition
 from ebmlab.estimators.annealing import AnnealingPath, annealing_path, check_betas, default_betas
+from ebmlab.estimators.dbm import DBMAnnealingPath, dbm_elbo, variational_bound  # registers the DBM
 from ebmlab.estimators.dbn_bound import DBNBound, dbn_exact_log_likelihood, dbn_log_likelihood_bound
 from ebmlab.estimators.evaluate import evaluate_log_likelihood
 from ebmlab.estimators.exact import enumerate_binary, exact_log_likelihood, exact_log_partition
@@ -15,6 +16,7 @@ from ebmlab.estimators.reverse_ais import raise_log_likelihood
 
 __all__ = [
     "AnnealingPath",
+    "DBMAnnealingPath",
     "DBNBound",
     "LogLikelihoodEstimate",
     "LogZEstimate",
@@ -23,6 +25,7 @@ __all__ = [
     "annealing_path",
     "base_visible_bias",
     "check_betas",
+    "dbm_elbo",
     "dbn_exact_log_likelihood",
     "dbn_log_likelihood_bound",
     "default_betas",
@@ -33,4 +36,5 @@ __all__ = [
     "log_likelihood",
     "pseudo_log_likelihood",
     "raise_log_likelihood",
+    "variational_bound",
 ]

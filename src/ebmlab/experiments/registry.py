@@ -22,6 +22,8 @@ def evaluate_run(run_dir: str | Path, **options: Any) -> dict[str, Any]:
         from ebmlab.experiments.rbm import evaluate_rbm as evaluate
     elif model == "dbn":
         from ebmlab.experiments.dbn import evaluate_dbn as evaluate
+    elif model == "dbm":
+        from ebmlab.experiments.dbm import evaluate_dbm as evaluate
     else:
         raise RunFolderError(f"evaluation of {model!r} runs is not supported")
     return evaluate(run_dir, **options)
@@ -42,6 +44,17 @@ def _draw_samples(run_dir: str | Path, model_name: str, n: int, n_steps: int, se
         config, dbn, _ = load_dbn(run_dir)
         generator = torch.Generator(device=config.device).manual_seed(seed)
         return dbn.sample(n, n_steps, generator=generator), config, "Gibbs sweeps in the top RBM"
+    if model_name == "dbm":
+        from ebmlab.experiments.dbm import load_dbm
+        from ebmlab.samplers.dbm_gibbs import sample_dbm
+
+        config, dbm = load_dbm(run_dir)
+        generator = torch.Generator(device=config.device).manual_seed(seed)
+        return (
+            sample_dbm(dbm, n, n_steps, generator=generator).visible_mean,
+            config,
+            "block Gibbs sweeps",
+        )
     raise RunFolderError(f"sampling from {model_name!r} runs is not supported")
 
 

@@ -6,6 +6,7 @@ replay buffer of persistent/JEM training, and step-size schedules.
 """
 
 from ebmlab.samplers.base import Sampler, run_chain
+from ebmlab.samplers.dbm_gibbs import DBMBlockGibbs, DBMGibbsState, sample_dbm
 from ebmlab.samplers.gibbs import BlockGibbs, GibbsState, sample_visible
 from ebmlab.samplers.langevin import Langevin, LangevinState, energy_and_grad
 from ebmlab.samplers.mala import MALA, MALAState
@@ -17,6 +18,8 @@ __all__ = [
     "MALA",
     "SGLD",
     "BlockGibbs",
+    "DBMBlockGibbs",
+    "DBMGibbsState",
     "ClassGaussianInit",
     "ConstantSchedule",
     "GaussianInit",
@@ -32,5 +35,6 @@ __all__ = [
     "UniformInit",
     "energy_and_grad",
     "run_chain",
+    "sample_dbm",
     "sample_visible",
 ]

@@ -7,6 +7,7 @@ from ebmlab.training.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from ebmlab.training.dbm import DBMTrainer, DBMTrainingConfig, GreedyPretrainer, compose_dbm
 from ebmlab.training.finetune import DBNClassifier, FinetuneConfig, finetune
 from ebmlab.training.greedy import GreedyTrainer, train_greedy
 from ebmlab.training.trainer import CDConfig, CDTrainer, NonFiniteError
@@ -17,11 +18,15 @@ __all__ = [
     "CheckpointError",
     "CheckpointManager",
     "ContrastiveDivergence",
+    "DBMTrainer",
+    "DBMTrainingConfig",
     "DBNClassifier",
     "FinetuneConfig",
+    "GreedyPretrainer",
     "GreedyTrainer",
     "NonFiniteError",
     "cd_loss",
+    "compose_dbm",
     "finetune",
     "load_checkpoint",
     "save_checkpoint",
