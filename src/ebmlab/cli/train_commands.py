@@ -288,3 +288,47 @@ def train_dbm(
             DBMExperimentConfig.from_dict(settings), out, overwrite=overwrite, progress=progress
         )
     typer.echo(f"run folder: {run.path}  (figures in {run.figures})")
+
+
+BM_RENAMES = {"epochs": "n_epochs", "lr": "learning_rate", "gibbs_steps": "n_gibbs_steps"}
+
+
+@app.command("bm")
+def train_bm(
+    context: typer.Context,
+    dataset: str = typer.Option("bars-and-stripes", help="Binary dataset (bars-and-stripes)."),
+    image_size: int = typer.Option(4, help="Side of the bars-and-stripes images."),
+    n_hidden: int = typer.Option(0, help="Hidden units (0: fully visible Boltzmann machine)."),
+    epochs: int = typer.Option(500, help="Passes over the data."),
+    batch_size: int = typer.Option(30, help="Minibatch size."),
+    lr: float = typer.Option(0.05, help="Learning rate."),
+    momentum: float = typer.Option(0.9, help="Momentum."),
+    weight_decay: float = typer.Option(0.0, help="L2 penalty on the couplings."),
+    data_term: str = typer.Option("exact", help="exact (enumerated posterior) or mean_field."),
+    model_term: str = typer.Option("exact", help="exact (enumeration) or pcd (persistent chains)."),
+    n_chains: int = typer.Option(100, help="Persistent chains (with --model-term pcd)."),
+    gibbs_steps: int = typer.Option(1, help="Gibbs sweeps of the chains per update."),
+    scan: str = typer.Option("systematic", help="systematic or random scan Gibbs."),
+    seed: int = typer.Option(0, help="Random seed."),
+    dtype: str = typer.Option("float32", help="float32 or float64."),
+    config: Path | None = typer.Option(None, help="YAML settings; options given here override it."),
+    out: Path | None = typer.Option(None, help="Run folder to create."),
+    resume: Path | None = typer.Option(
+        None, help="Continue this run folder from its last checkpoint."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
+) -> None:
+    """Train a general Boltzmann machine (fully visible or with hidden units)."""
+    from ebmlab.experiments.bm import BMConfig, run_bm
+    from ebmlab.experiments.run_folder import RunFolder
+
+    if resume is not None:
+        path = run_bm(BMConfig.from_dict(RunFolder(resume).read_config()), resume, resume=True)
+    else:
+        if out is None:
+            raise ValueError(
+                "--out is required (the run folder to create), or pass --resume RUN_DIR"
+            )
+        settings = merged_settings(context, config, model="bm", paths=BM_RENAMES)
+        path = run_bm(BMConfig.from_dict(settings), out, overwrite=overwrite)
+    typer.echo(f"run folder: {path}  (figures in {Path(path) / 'figures'})")

@@ -9,6 +9,12 @@ from ebmlab.estimators.dbm import DBMAnnealingPath, dbm_elbo, variational_bound 
 from ebmlab.estimators.dbn_bound import DBNBound, dbn_exact_log_likelihood, dbn_log_likelihood_bound
 from ebmlab.estimators.evaluate import evaluate_log_likelihood
 from ebmlab.estimators.exact import enumerate_binary, exact_log_likelihood, exact_log_partition
+from ebmlab.estimators.exact_bm import (  # registers the Boltzmann machine and Gaussian RBM
+    bm_log_likelihood,
+    bm_log_marginals,
+    bm_log_partition,
+    gaussian_rbm_log_partition,
+)
 from ebmlab.estimators.likelihood import LogLikelihoodEstimate, log_likelihood
 from ebmlab.estimators.pseudo_likelihood import pseudo_log_likelihood
 from ebmlab.estimators.rbm_path import RBMAnnealingPath, base_visible_bias
@@ -24,6 +30,9 @@ __all__ = [
     "ais_log_partition",
     "annealing_path",
     "base_visible_bias",
+    "bm_log_likelihood",
+    "bm_log_marginals",
+    "bm_log_partition",
     "check_betas",
     "dbm_elbo",
     "dbn_exact_log_likelihood",
@@ -33,6 +42,7 @@ __all__ = [
     "evaluate_log_likelihood",
     "exact_log_likelihood",
     "exact_log_partition",
+    "gaussian_rbm_log_partition",
     "log_likelihood",
     "pseudo_log_likelihood",
     "raise_log_likelihood",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,13 @@ def evaluate_run(run_dir: str | Path, **options: Any) -> dict[str, Any]:
         from ebmlab.experiments.dbn import evaluate_dbn as evaluate
     elif model == "dbm":
         from ebmlab.experiments.dbm import evaluate_dbm as evaluate
+    elif model == "bm":
+        from ebmlab.experiments.bm import evaluate_bm as evaluate
     else:
         raise RunFolderError(f"evaluation of {model!r} runs is not supported")
-    return evaluate(run_dir, **options)
+    # Models differ in what they can estimate (a tiny BM is always exact): pass what applies.
+    accepted = inspect.signature(evaluate).parameters
+    return evaluate(run_dir, **{k: v for k, v in options.items() if k in accepted})
 
 
 def _draw_samples(run_dir: str | Path, model_name: str, n: int, n_steps: int, seed: int):
@@ -55,6 +60,12 @@ def _draw_samples(run_dir: str | Path, model_name: str, n: int, n_steps: int, se
             config,
             "block Gibbs sweeps",
         )
+    if model_name == "bm":
+        from ebmlab.experiments.bm import load_bm
+
+        config, bm = load_bm(run_dir)
+        generator = torch.Generator().manual_seed(seed)
+        return bm.sample(n, n_steps, generator=generator), config, "Gibbs sweeps"
     raise RunFolderError(f"sampling from {model_name!r} runs is not supported")
 
 
@@ -68,6 +79,10 @@ def sample_run(run_dir: str | Path, *, n: int, n_steps: int, seed: int, out: Pat
     model_name = run_model_name(run_dir)
     out = Path(out) if out is not None else RunFolder(run_dir).figures / f"samples-{seed}.png"
     samples, config, steps = _draw_samples(run_dir, model_name, n, n_steps, seed)
-    image_shape = tuple(dataset_info(config.dataset, data_dir=config.data_dir)["shape"])
+    image_size = getattr(config, "image_size", None)  # bars-and-stripes runs choose their size
+    if image_size is not None:
+        image_shape = (image_size, image_size)
+    else:
+        image_shape = tuple(dataset_info(config.dataset, data_dir=config.data_dir)["shape"])
     title = f"{n} {model_name.upper()} samples, {n_steps} {steps}"
     return save_image_grid(samples, image_shape, out, title=title)

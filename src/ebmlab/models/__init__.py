@@ -1,7 +1,18 @@
 """Energy-based models. Every model follows ``p(x) = exp(-E(x)) / Z``."""
 
+from ebmlab.models.bm import BoltzmannMachine
 from ebmlab.models.dbm import DBM, DBMClassifier, MeanFieldResult
 from ebmlab.models.dbn import DBN
+from ebmlab.models.gaussian_rbm import GaussianBernoulliRBM
 from ebmlab.models.rbm import BernoulliRBM, sample_bernoulli
 
-__all__ = ["DBM", "DBN", "BernoulliRBM", "DBMClassifier", "MeanFieldResult", "sample_bernoulli"]
+__all__ = [
+    "DBM",
+    "DBN",
+    "BernoulliRBM",
+    "BoltzmannMachine",
+    "DBMClassifier",
+    "GaussianBernoulliRBM",
+    "MeanFieldResult",
+    "sample_bernoulli",
+]

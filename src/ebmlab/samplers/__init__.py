@@ -6,6 +6,7 @@ replay buffer of persistent/JEM training, and step-size schedules.
 """
 
 from ebmlab.samplers.base import Sampler, run_chain
+from ebmlab.samplers.bm_gibbs import BMGibbs, BMGibbsState
 from ebmlab.samplers.dbm_gibbs import DBMBlockGibbs, DBMGibbsState, sample_dbm
 from ebmlab.samplers.gibbs import BlockGibbs, GibbsState, sample_visible
 from ebmlab.samplers.langevin import Langevin, LangevinState, energy_and_grad
@@ -17,6 +18,8 @@ from ebmlab.samplers.sgld import SGLD, PreconditionedSGLD, SampleCollector
 __all__ = [
     "MALA",
     "SGLD",
+    "BMGibbs",
+    "BMGibbsState",
     "BlockGibbs",
     "DBMBlockGibbs",
     "DBMGibbsState",

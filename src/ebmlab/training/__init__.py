@@ -1,5 +1,6 @@
 """Objectives, training loops and checkpoints (kept apart from the models)."""
 
+from ebmlab.training.bm import BMTrainer, mean_field_hidden
 from ebmlab.training.cd import ContrastiveDivergence, cd_loss, sparsity_penalty
 from ebmlab.training.checkpoint import (
     CheckpointError,
@@ -13,6 +14,7 @@ from ebmlab.training.greedy import GreedyTrainer, train_greedy
 from ebmlab.training.trainer import CDConfig, CDTrainer, NonFiniteError
 
 __all__ = [
+    "BMTrainer",
     "CDConfig",
     "CDTrainer",
     "CheckpointError",
@@ -29,6 +31,7 @@ __all__ = [
     "compose_dbm",
     "finetune",
     "load_checkpoint",
+    "mean_field_hidden",
     "save_checkpoint",
     "sparsity_penalty",
     "train_greedy",

@@ -107,7 +107,9 @@ def mean_field_hidden(
     return MeanFieldResult(mean=mean, n_iter=n_iter, residual=residual, converged=residual < tol)
 
 
-def bm_loss(model: BoltzmannMachine, data_moments: BMMoments, model_moments: BMMoments) -> torch.Tensor:
+def bm_loss(
+    model: BoltzmannMachine, data_moments: BMMoments, model_moments: BMMoments
+) -> torch.Tensor:
     """Surrogate loss ``E_data[E] - E_model[E]``: its gradient is minus the log-likelihood gradient."""
     positive = model.expected_energy(data_moments.mean, data_moments.second_moment)
     negative = model.expected_energy(model_moments.mean, model_moments.second_moment)
@@ -169,9 +171,15 @@ class BMTrainer:
         self.n_chains = check_positive_int("n_chains", n_chains)
         self.n_gibbs_steps = check_positive_int("n_gibbs_steps", n_gibbs_steps)
         self.sampler = BMGibbs(model, scan=scan)
-        self.mean_field = {"damping": mean_field_damping, "tol": mean_field_tol, "max_iter": mean_field_max_iter}
+        self.mean_field = {
+            "damping": mean_field_damping,
+            "tol": mean_field_tol,
+            "max_iter": mean_field_max_iter,
+        }
         _check_mean_field(mean_field_damping, mean_field_tol, mean_field_max_iter)
-        self.optimizer = build_sgd(model, lr=learning_rate, momentum=momentum, weight_decay=weight_decay)
+        self.optimizer = build_sgd(
+            model, lr=learning_rate, momentum=momentum, weight_decay=weight_decay
+        )
         self.chains: BMGibbsState | None = None
 
     # ----- the two terms ----------------------------------------------------------------
@@ -190,13 +198,19 @@ class BMTrainer:
             return bm_model_moments(self.model)
         if self.chains is None:
             bias = self.model.visible_bias
-            start = torch.randint(2, (self.n_chains, self.model.n_visible), generator=generator, device=bias.device)
+            start = torch.randint(
+                2, (self.n_chains, self.model.n_visible), generator=generator, device=bias.device
+            )
             self.chains = self.sampler.init(start.to(bias.dtype))
-        self.chains, _, _ = run_chain(self.sampler, self.chains, self.n_gibbs_steps, generator=generator)
+        self.chains, _, _ = run_chain(
+            self.sampler, self.chains, self.n_gibbs_steps, generator=generator
+        )
         return moments_from_batch(self.chains.visible, self.chains.hidden)
 
     # ----- one update -------------------------------------------------------------------
-    def step(self, batch: torch.Tensor, *, generator: torch.Generator | None = None) -> dict[str, Any]:
+    def step(
+        self, batch: torch.Tensor, *, generator: torch.Generator | None = None
+    ) -> dict[str, Any]:
         """One SGD update on ``batch``; returns diagnostics (gradient norm, mean-field stats).
 
         Raises
@@ -226,7 +240,9 @@ class BMTrainer:
         totals: dict[str, float] = {}
         batches = 0
         for start in range(0, data.shape[0], batch_size):
-            info = self.step(data[order[start : start + batch_size].to(data.device)], generator=generator)
+            info = self.step(
+                data[order[start : start + batch_size].to(data.device)], generator=generator
+            )
             for key, value in info.items():
                 totals[key] = totals.get(key, 0.0) + float(value)
             batches += 1
@@ -234,7 +250,11 @@ class BMTrainer:
 
     # ----- checkpoints ------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        chains = {} if self.chains is None else {"visible": self.chains.visible, "hidden": self.chains.hidden}
+        chains = (
+            {}
+            if self.chains is None
+            else {"visible": self.chains.visible, "hidden": self.chains.hidden}
+        )
         return {"optimizer": self.optimizer.state_dict(), "chains": chains}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
