@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_DIR ?= runs/demo-rbm-digits
 
-.PHONY: setup demo test test-slow lint bench clean
+.PHONY: setup demo test test-slow lint bench bench-quick clean
 
 setup: $(STAMP)
 
@@ -33,8 +33,14 @@ test-slow: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
+# The peers (scikit-learn, learnergy, torchebm, BlackJAX) are measured in the same run.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_rbm.py
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[bench]"
+	$(BIN)/python benchmarks/run_all.py --write
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[bench]"
+	$(BIN)/python benchmarks/run_all.py --quick
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

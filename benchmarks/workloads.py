@@ -1,0 +1,307 @@
+"""The benchmark workloads of `run_all.py`: each returns one table row as a dict.
+
+Every workload times ebmlab and its peer in the same process, so their ratio is
+measured under the same load; peers that are not installed are reported as such.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from _common import best_of, gemm_flops_per_second
+
+N_VISIBLE, N_HIDDEN, BATCH = 784, 500, 100
+# CD-1/PCD-1 updates cost 5/6 GEMMs of B*V*H multiply-adds (see ebmlab.training.cd).
+GEMMS = {"CD-1": 5, "PCD-1": 6}
+
+
+def _row(
+    workload: str,
+    value: float,
+    unit: str,
+    peer: str,
+    peer_value: float | None,
+    *,
+    higher_is_better: bool,
+    bound: float | None = None,
+    note: str = "",
+) -> dict:
+    ratio = None
+    if peer_value:
+        ratio = value / peer_value if higher_is_better else peer_value / value
+    return {
+        "workload": workload, "ebmlab": value, "unit": unit, "peer": peer, "peer_value": peer_value,
+        "speedup": ratio, "of_bound": bound, "note": note,
+    }  # fmt: skip
+
+
+def fashion_binary(n_samples: int) -> torch.Tensor:
+    from ebmlab.data import load_dataset
+
+    return (load_dataset("fashion-mnist", split="train").images[:n_samples] > 0.5).float()
+
+
+def ebmlab_rbm_epoch(data: torch.Tensor, *, persistent: bool) -> Callable[[], None]:
+    from ebmlab.models import BernoulliRBM
+    from ebmlab.training import CDConfig, CDTrainer
+
+    def run() -> None:
+        generator = torch.Generator().manual_seed(0)
+        model = BernoulliRBM(N_VISIBLE, N_HIDDEN, generator=generator)
+        config = CDConfig(epochs=1, batch_size=BATCH, lr=0.01, persistent=persistent)
+        CDTrainer(model, config, generator=generator).train_epoch(data)
+
+    return run
+
+
+def sklearn_rbm_epoch(data: np.ndarray) -> Callable[[], None]:
+    from sklearn.neural_network import BernoulliRBM
+
+    def run() -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            BernoulliRBM(
+                n_components=N_HIDDEN,
+                batch_size=BATCH,
+                n_iter=1,
+                learning_rate=0.01,
+                random_state=0,
+            ).fit(data)
+
+    return run
+
+
+def learnergy_rbm_epoch(data: torch.Tensor) -> Callable[[], None] | None:
+    try:
+        from learnergy.models.bernoulli import RBM
+    except ImportError:
+        return None
+    dataset = torch.utils.data.TensorDataset(data, torch.zeros(len(data)))
+
+    def run() -> None:
+        torch.manual_seed(0)  # learnergy draws from the global generator
+        model = RBM(
+            n_visible=N_VISIBLE, n_hidden=N_HIDDEN, steps=1, learning_rate=0.01, use_gpu=False
+        )
+        model.fit(dataset, batch_size=BATCH, epochs=1)
+
+    return run
+
+
+def rbm(n_samples: int, repeats: int) -> list[dict]:
+    """RBM CD-1 and PCD-1 training throughput against scikit-learn and learnergy."""
+    data = fashion_binary(n_samples)
+    rate = gemm_flops_per_second(BATCH, N_VISIBLE, N_HIDDEN)
+    sklearn_rate = n_samples / best_of(sklearn_rbm_epoch(data.numpy()), repeats)
+    learnergy = learnergy_rbm_epoch(data)
+    learnergy_rate = None if learnergy is None else n_samples / best_of(learnergy, repeats)
+    rows = []
+    for name, persistent in (("CD-1", False), ("PCD-1", True)):
+        value = n_samples / best_of(ebmlab_rbm_epoch(data, persistent=persistent), repeats)
+        bound = value * 2 * GEMMS[name] * N_VISIBLE * N_HIDDEN / rate
+        rows.append(
+            _row(
+                f"RBM {name} 784-500 b100",
+                value,
+                "samples/s",
+                "scikit-learn",
+                sklearn_rate,
+                higher_is_better=True,
+                bound=bound,
+            )
+        )
+        note = (
+            "learnergy not installed (pip install -e .[bench])"
+            if learnergy_rate is None
+            else "learnergy runs CD-1"
+        )
+        rows.append(
+            _row(
+                f"RBM {name} 784-500 b100",
+                value,
+                "samples/s",
+                "learnergy",
+                learnergy_rate,
+                higher_is_better=True,
+                bound=bound,
+                note=note,
+            )
+        )
+    return rows
+
+
+def ais(n_betas: int) -> list[dict]:
+    """AIS on a 784-500 RBM, 100 chains: seconds against the time of its GEMMs alone."""
+    from bench_ais import build_model, gemm_bound_seconds
+
+    from ebmlab.estimators import ais_log_partition
+
+    model = build_model(N_VISIBLE, N_HIDDEN, seed=0)
+    estimate = ais_log_partition(
+        model,
+        n_chains=100,
+        betas=n_betas,
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+    )
+    bound = gemm_bound_seconds(model, 100, n_betas - 1)
+    return [
+        _row(
+            f"AIS 784-500, 100 chains, {n_betas} betas",
+            estimate.seconds,
+            "s",
+            "GEMM bound",
+            bound,
+            higher_is_better=False,
+            bound=bound / estimate.seconds,
+        )
+    ]
+
+
+def _mixture_energy():
+    """A 2-D mixture of 8 Gaussians (std 0.5 on a radius-4 circle) as an energy module."""
+    angles = torch.arange(8) * (2 * torch.pi / 8)
+    centers = 4 * torch.stack([angles.cos(), angles.sin()], 1)
+
+    class MixtureEnergy(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            squared = ((x[:, None, :] - centers) ** 2).sum(-1)
+            return -torch.logsumexp(-squared / (2 * 0.25), 1)
+
+        energy = forward
+
+    return MixtureEnergy()
+
+
+def langevin(n_particles: int, n_steps: int, repeats: int) -> list[dict]:
+    """Langevin sampling of a 2-D mixture: ebmlab against torchebm's LangevinDynamics."""
+    from ebmlab.samplers import Langevin, run_chain
+
+    energy = _mixture_energy()
+    x0 = torch.randn(n_particles, 2, generator=torch.Generator().manual_seed(0))
+    sampler = Langevin.calibrated(energy, 0.01)
+
+    def ebmlab_run() -> None:
+        run_chain(sampler, sampler.init(x0), n_steps, generator=torch.Generator().manual_seed(1))
+
+    seconds = best_of(ebmlab_run, repeats)
+    peer_seconds, note = None, "torchebm not installed (pip install -e .[bench])"
+    try:
+        from torchebm.core import BaseModel
+        from torchebm.samplers import LangevinDynamics
+    except ImportError:
+        pass
+    else:
+
+        class Wrapped(BaseModel):
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return energy(x)
+
+        # Same update: x + step * (-grad E) + sqrt(2 step) * noise.
+        peer = LangevinDynamics(Wrapped(), step_size=0.01, noise_scale=1.0)
+        peer_seconds = best_of(
+            lambda: peer.sample(
+                x=x0.clone(), n_steps=n_steps, generator=torch.Generator().manual_seed(1)
+            ),
+            repeats,
+        )
+        note = ""
+    steps_per_second = n_particles * n_steps / seconds
+    peer_rate = None if peer_seconds is None else n_particles * n_steps / peer_seconds
+    return [
+        _row(
+            f"Langevin 2-D mixture, {n_particles} particles x {n_steps} steps",
+            steps_per_second,
+            "particle-steps/s",
+            "torchebm",
+            peer_rate,
+            higher_is_better=True,
+            note=note,
+        )
+    ]
+
+
+def sgld(n_chains: int, n_steps: int) -> list[dict]:
+    """SGLD on Welling & Teh's mixture posterior: effective samples per second against BlackJAX."""
+    from bench_sgld import bench_blackjax, bench_ebmlab
+
+    from ebmlab.experiments.sgld_mixture import mixture_data
+
+    data = mixture_data(0)
+    ours = bench_ebmlab(data, n_chains, n_steps, 0)
+    try:
+        peer, note = (
+            bench_blackjax(data, n_chains, n_steps, 0)["ess_per_second"],
+            "BlackJAX compile time excluded",
+        )
+    except ImportError:
+        peer, note = None, "blackjax not installed (pip install -e .[bench])"
+    return [
+        _row(
+            f"SGLD mixture posterior, {n_chains} chains x {n_steps} steps",
+            ours["ess_per_second"],
+            "ESS/s",
+            "BlackJAX",
+            peer,
+            higher_is_better=True,
+            note=note,
+        )
+    ]
+
+
+def jem(n_iterations: int) -> list[dict]:
+    """JEM with the small CNN, batch 64, 20 SGLD steps: seconds per iteration (no peer)."""
+    try:
+        from bench_jem import seconds_per_iteration
+    except ImportError:
+        return [
+            _row(
+                "JEM small CNN b64, 20 SGLD steps",
+                float("nan"),
+                "s/iteration",
+                "-",
+                None,
+                higher_is_better=False,
+                note="bench_jem not available",
+            )
+        ]
+    result = seconds_per_iteration(n_iterations)
+    return [
+        _row(
+            "JEM small CNN b64, 20 SGLD steps",
+            result["seconds_per_iteration"],
+            "s/iteration",
+            "-",
+            None,
+            higher_is_better=False,
+            note=result.get("breakdown", ""),
+        )
+    ]
+
+
+QUICK = {
+    "rbm": lambda: rbm(2000, 1),
+    "ais": lambda: ais(1000),
+    "langevin": lambda: langevin(1000, 100, 1),
+    "sgld": lambda: sgld(100, 1000),
+    "jem": lambda: jem(3),
+}
+FULL = {
+    "rbm": lambda: rbm(20_000, 3),
+    "ais": lambda: ais(14_501),
+    "langevin": lambda: langevin(1000, 1000, 3),
+    "sgld": lambda: sgld(1000, 10_000),
+    "jem": lambda: jem(20),
+}
+
+
+def timed(function: Callable[[], list[dict]]) -> list[dict]:
+    start = time.perf_counter()
+    rows = function()
+    for row in rows:
+        row["wall_seconds"] = time.perf_counter() - start
+    return rows
