@@ -139,3 +139,19 @@ def test_config_file_for_another_model_is_refused(tmp_path, capsys):
         ["train", "rbm", "--config", str(bad), "--out", str(tmp_path / "r")], capsys
     )
     assert code == 2 and "describes a 'dbm' run" in err
+
+
+def test_gaussian_visible_units_train_with_their_own_defaults(tmp_path, capsys):
+    run = tmp_path / "grbm"
+    code, _, err = run_cli([*TRAIN, "--visible", "gaussian", "--out", str(run)], capsys)
+    assert code == 0, err
+    config = (run / "config.yaml").read_text()
+    assert (
+        "visible: gaussian" in config and "lr: 0.001" in config and "final_momentum: 0.5" in config
+    )
+    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert "pseudo_loglik" not in record and record["reconstruction_error"] > 0
+    code, out, _ = run_cli(["eval", str(run), "--json"], capsys)
+    assert code == 0 and json.loads(out)["visible"] == "gaussian"
+    code, _, err = run_cli(["eval", str(run), "--loglik"], capsys)
+    assert code == 2 and "Bernoulli RBMs only" in err

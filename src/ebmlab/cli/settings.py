@@ -72,3 +72,10 @@ def parse_sizes(name: str, text: str) -> list[int]:
         raise ValueError(
             f"{name} must be comma-separated integers like 500,500; got {text!r}"
         ) from None
+
+
+def given_on_command_line(context: typer.Context, name: str) -> bool:
+    """Whether option ``name`` was typed by the user (not a default)."""
+    from typer._click.core import ParameterSource
+
+    return context.get_parameter_source(name) == ParameterSource.COMMANDLINE

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import typer
 
-from ebmlab.cli.settings import in_section, merged_settings, parse_sizes
+from ebmlab.cli.settings import (
+    given_on_command_line,
+    in_section,
+    merged_settings,
+    parse_sizes,
+    read_settings_file,
+)
 
 app = typer.Typer(help="Train a model into a run folder.", no_args_is_help=True)
 
@@ -25,6 +31,10 @@ def train_rbm(
     dataset: str = typer.Option("digits", help="Dataset name (`ebmlab data list`)."),
     data_dir: Path | None = typer.Option(None, help="Folder holding the dataset's files."),
     n_hidden: int = typer.Option(64, help="Number of hidden units."),
+    visible: str = typer.Option(
+        "bernoulli",
+        help="bernoulli (binarised data) or gaussian (standardised pixels; lr 1e-3 and final momentum 0.5 unless given).",
+    ),
     epochs: int = typer.Option(10, help="Passes over the training data."),
     batch_size: int = typer.Option(100, help="Minibatch size."),
     lr: float = typer.Option(0.05, help="Learning rate."),
@@ -71,6 +81,13 @@ def train_rbm(
         settings = merged_settings(
             context, config, model="rbm", paths=in_section("training", CD_OPTIONS)
         )
+        if settings.get("visible") == "gaussian":
+            from ebmlab.experiments.rbm import GAUSSIAN_DEFAULTS
+
+            in_file = read_settings_file(config, model="rbm").get("training", {}) if config else {}
+            for name, value in GAUSSIAN_DEFAULTS.items():
+                if not given_on_command_line(context, name) and name not in in_file:
+                    settings["training"][name] = value
         run = run_rbm(
             RBMExperimentConfig.from_dict(settings), out, overwrite=overwrite, progress=progress
         )

@@ -37,12 +37,15 @@ def evaluate_run(run_dir: str | Path, **options: Any) -> dict[str, Any]:
 def _draw_samples(run_dir: str | Path, model_name: str, n: int, n_steps: int, seed: int):
     """(samples, dataset name, data folder, description) for a layered model's run."""
     if model_name == "rbm":
-        from ebmlab.experiments.rbm import load_rbm
+        from ebmlab.experiments.rbm import load_rbm, prepare_data
         from ebmlab.samplers.gibbs import sample_visible
 
         config, model = load_rbm(run_dir)
         generator = torch.Generator(device=config.device).manual_seed(seed)
-        return sample_visible(model, n, n_steps, generator=generator), config, "Gibbs sweeps"
+        samples = sample_visible(model, n, n_steps, generator=generator)
+        if config.visible == "gaussian":  # back from standardised units to pixels
+            samples = prepare_data(config).to_pixels(samples)
+        return samples, config, "Gibbs sweeps"
     if model_name == "dbn":
         from ebmlab.experiments.dbn import load_dbn
 

@@ -77,6 +77,7 @@ class GaussianBernoulliRBM(nn.Module):
     #: SGD learning rate that trained standardised digits (64-D, momentum 0.5 then 0.9) and
     #: Fashion-MNIST (784-D, momentum 0.5; 0.9 diverged there) without blowing up.
     default_learning_rate = 1e-3
+    binary_visible = False  # real-valued visible units: no bit-flip pseudo-likelihood
 
     def __init__(
         self,

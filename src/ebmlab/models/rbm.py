@@ -70,6 +70,8 @@ class BernoulliRBM(nn.Module):
     machines. UTML TR 2010-003.
     """
 
+    binary_visible = True
+
     def __init__(
         self,
         n_visible: int,

@@ -204,16 +204,12 @@ class CDTrainer:
         generator = torch.Generator(device=train_subset.device).manual_seed(7919 * (self.epoch + 1))
         held_out = validation if validation is not None else train_subset
         metrics = {
-            "reconstruction_error": reconstruction_error(self.model, held_out, generator=generator),
-            "pseudo_loglik": float(
-                pseudo_log_likelihood(
-                    self.model,
-                    held_out,
-                    exact=held_out.shape[1] <= EXACT_PLL_MAX_VISIBLE,
-                    generator=generator,
-                ).mean()
-            ),
+            "reconstruction_error": reconstruction_error(self.model, held_out, generator=generator)
         }
+        if getattr(self.model, "binary_visible", True):  # the pseudo-likelihood flips bits
+            exact = held_out.shape[1] <= EXACT_PLL_MAX_VISIBLE
+            pll = pseudo_log_likelihood(self.model, held_out, exact=exact, generator=generator)
+            metrics["pseudo_loglik"] = float(pll.mean())
         if validation is not None:
             metrics["free_energy_gap"] = free_energy_gap(self.model, train_subset, validation)
         return metrics
