@@ -24,6 +24,7 @@ app.add_typer(data_commands.app, name="data")
 app.add_typer(demo_commands.app, name="demo")
 app.command("sample")(inspect_commands.sample)
 app.command("eval")(inspect_commands.evaluate)
+app.command("report")(inspect_commands.report)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -349,3 +350,97 @@ def train_bm(
         settings = merged_settings(context, config, model="bm", paths=BM_RENAMES)
         path = run_bm(BMConfig.from_dict(settings), out, overwrite=overwrite)
     typer.echo(f"run folder: {path}  (figures in {Path(path) / 'figures'})")
+
+
+JEM_TRAINING = frozenset(
+    {
+        "batch_size", "lr", "warmup_iterations", "decay_iterations", "decay_rate", "p_x_weight",
+        "p_x_given_y_weight", "n_steps", "step_size", "noise_scale", "buffer_size", "reinit_prob",
+        "buffer_init", "class_conditional", "clamp", "l2_weight", "data_noise",
+        "divergence_threshold", "max_rollbacks", "rollback_lr_factor", "checkpoint_every", "log_every",
+    }
+)  # fmt: skip
+
+
+@app.command("jem")
+def train_jem(
+    context: typer.Context,
+    dataset: str = typer.Option("digits", help="Dataset name (`ebmlab data list`)."),
+    data_dir: Path | None = typer.Option(None, help="Folder holding the dataset's files."),
+    backbone: str = typer.Option(
+        "small-cnn", help="small-cnn, wrn (WideResNet, no normalisation) or mlp."
+    ),
+    width: int = typer.Option(16, help="Width of the small CNN."),
+    depth: int = typer.Option(28, help="WideResNet depth."),
+    widen_factor: int = typer.Option(10, help="WideResNet widening factor."),
+    hidden_sizes: str = typer.Option("256,256", help="MLP hidden sizes."),
+    n_train: int | None = typer.Option(None, help="Use only the first N training images."),
+    iterations: int = typer.Option(1000, help="Training iterations."),
+    batch_size: int = typer.Option(64, help="Minibatch size."),
+    lr: float = typer.Option(1e-4, help="Adam learning rate."),
+    warmup_iterations: int = typer.Option(1000, help="Linear learning-rate warm-up."),
+    decay_iterations: str = typer.Option(
+        "", help="Iterations at which the lr is multiplied by --decay-rate, e.g. 160000,180000."
+    ),
+    decay_rate: float = typer.Option(0.3, help="Step-decay factor."),
+    p_x_weight: float = typer.Option(
+        1.0, help="Weight of the generative term (0: the plain classifier)."
+    ),
+    p_x_given_y_weight: float = typer.Option(0.0, help="Weight of the optional log p(x|y) term."),
+    n_steps: int = typer.Option(20, help="SGLD steps per iteration."),
+    step_size: float = typer.Option(1.0, help="SGLD step size."),
+    noise_scale: float = typer.Option(0.01, help="SGLD noise scale."),
+    buffer_size: int = typer.Option(10000, help="Replay buffer size."),
+    reinit_prob: float = typer.Option(0.05, help="Probability of restarting a chain from noise."),
+    buffer_init: str = typer.Option(
+        "uniform", help="uniform, class-gaussian or class-gaussian-diagonal (JEM++)."
+    ),
+    class_conditional: bool = typer.Option(
+        False, "--class-conditional", help="Buffer split per class."
+    ),
+    clamp: bool = typer.Option(False, "--clamp", help="Clamp samples to [-1, 1] (JEM++)."),
+    l2_weight: float = typer.Option(0.0, help="L2 penalty on energies (about 0.1 stabilises)."),
+    data_noise: float = typer.Option(0.03, help="Standard deviation of the noise added to data."),
+    divergence_threshold: float = typer.Option(
+        1e4, help="|loss| or |energy| above this counts as divergence."
+    ),
+    max_rollbacks: int = typer.Option(
+        5, help="Rollbacks to the last good checkpoint before giving up."
+    ),
+    rollback_lr_factor: float = typer.Option(1.0, help="Multiply the lr by this at each rollback."),
+    checkpoint_every: int = typer.Option(100, help="Iterations between checkpoints."),
+    log_every: int = typer.Option(10, help="Iterations between metrics lines."),
+    seed: int = typer.Option(0, help="Random seed."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    config: Path | None = typer.Option(None, help="YAML settings; options given here override it."),
+    out: Path | None = typer.Option(None, help="Run folder to create."),
+    resume: Path | None = typer.Option(
+        None, help="Continue this run folder from its last checkpoint."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Train JEM: a classifier whose logits also define an energy, with SGLD negatives (Algorithm 1).
+
+    Under `torchrun --nproc_per_node N -m ebmlab train jem ...` it trains with
+    DistributedDataParallel (gloo on CPU, nccl on GPU).
+    """
+    from ebmlab.experiments.jem import JEMExperimentConfig, resume_jem, run_jem
+
+    if resume is not None:
+        extend = iterations if given_on_command_line(context, "iterations") else None
+        run = resume_jem(resume, n_iterations=extend, progress=progress)
+    else:
+        if out is None:
+            raise ValueError(
+                "--out is required (the run folder to create), or pass --resume RUN_DIR"
+            )
+        context.params["hidden_sizes"] = parse_sizes("hidden_sizes", hidden_sizes)
+        context.params["decay_iterations"] = parse_sizes("decay_iterations", decay_iterations)
+        paths = {"iterations": "training.n_iterations"} | in_section("training", JEM_TRAINING)
+        settings = merged_settings(context, config, model="jem", paths=paths)
+        run = run_jem(
+            JEMExperimentConfig.from_dict(settings), out, overwrite=overwrite, progress=progress
+        )
+    if os.environ.get("RANK", "0") == "0":  # one line from rank 0 under torchrun
+        typer.echo(f"run folder: {run.path}  (figures in {run.figures})")

@@ -109,7 +109,8 @@ def prepare_data(config: RBMExperimentConfig) -> PreparedData:
         )
     else:
         train, validation = full, None
-    if config.visible == "gaussian":
+    # Other recipes (DBN, DBM) reuse this function with configs that have no `visible`.
+    if getattr(config, "visible", "bernoulli") == "gaussian":
         return _standardised(config, train.images, validation, test.images, tuple(full.image_shape))
     generator = torch.Generator().manual_seed(config.seed + 1)
 

@@ -27,6 +27,8 @@ def evaluate_run(run_dir: str | Path, **options: Any) -> dict[str, Any]:
         from ebmlab.experiments.dbm import evaluate_dbm as evaluate
     elif model == "bm":
         from ebmlab.experiments.bm import evaluate_bm as evaluate
+    elif model == "jem":
+        from ebmlab.experiments.jem_eval import evaluate_jem as evaluate
     else:
         raise RunFolderError(f"evaluation of {model!r} runs is not supported")
     # Models differ in what they can estimate (a tiny BM is always exact): pass what applies.
@@ -34,8 +36,8 @@ def evaluate_run(run_dir: str | Path, **options: Any) -> dict[str, Any]:
     return evaluate(run_dir, **{k: v for k, v in options.items() if k in accepted})
 
 
-def _draw_samples(run_dir: str | Path, model_name: str, n: int, n_steps: int, seed: int):
-    """(samples, dataset name, data folder, description) for a layered model's run."""
+def draw_samples(run_dir: str | Path, model_name: str, n: int, n_steps: int, seed: int):
+    """(samples in pixel space, the run's config, a description of the sampler) for a run."""
     if model_name == "rbm":
         from ebmlab.experiments.rbm import load_rbm, prepare_data
         from ebmlab.samplers.gibbs import sample_visible
@@ -63,6 +65,13 @@ def _draw_samples(run_dir: str | Path, model_name: str, n: int, n_steps: int, se
             config,
             "block Gibbs sweeps",
         )
+    if model_name == "jem":
+        from ebmlab.experiments.jem import load_jem
+        from ebmlab.experiments.jem_eval import draw_samples as draw_jem_samples
+
+        config, model, _, buffer_state = load_jem(run_dir)
+        samples = draw_jem_samples(model, config, buffer_state, n=n, n_steps=n_steps, seed=seed)
+        return (samples + 1) / 2, config, "SGLD steps from the replay buffer"  # [-1, 1] -> pixels
     if model_name == "bm":
         from ebmlab.experiments.bm import load_bm
 
@@ -72,20 +81,41 @@ def _draw_samples(run_dir: str | Path, model_name: str, n: int, n_steps: int, se
     raise RunFolderError(f"sampling from {model_name!r} runs is not supported")
 
 
-def sample_run(run_dir: str | Path, *, n: int, n_steps: int, seed: int, out: Path | None) -> Path:
-    """Draw ``n`` samples from a run's model and save an image grid; returns the PNG path."""
-    from ebmlab.data import dataset_info
+def sample_run(
+    run_dir: str | Path,
+    *,
+    n: int,
+    n_steps: int,
+    seed: int,
+    out: Path | None,
+    class_: int | None = None,
+) -> Path:
+    r"""Draw ``n`` samples from a run's model and save an image grid; returns the PNG path.
+
+    ``class_`` (JEM only) samples :math:`p(x \mid y)` through :math:`E(x, y)`.
+    """
     from ebmlab.viz.images import save_image_grid
 
     check_positive_int("n", n)
     check_positive_int("n_steps", n_steps)
     model_name = run_model_name(run_dir)
+    if model_name == "jem":
+        from ebmlab.experiments.jem import sample_jem
+
+        return sample_jem(run_dir, n=n, n_steps=n_steps, class_=class_, seed=seed, out=out)
+    if class_ is not None:
+        raise ValueError(f"class_ applies to JEM runs only; {run_dir} is a {model_name!r} run")
     out = Path(out) if out is not None else RunFolder(run_dir).figures / f"samples-{seed}.png"
-    samples, config, steps = _draw_samples(run_dir, model_name, n, n_steps, seed)
-    image_size = getattr(config, "image_size", None)  # bars-and-stripes runs choose their size
-    if image_size is not None:
-        image_shape = (image_size, image_size)
-    else:
-        image_shape = tuple(dataset_info(config.dataset, data_dir=config.data_dir)["shape"])
+    samples, config, steps = draw_samples(run_dir, model_name, n, n_steps, seed)
     title = f"{n} {model_name.upper()} samples, {n_steps} {steps}"
-    return save_image_grid(samples, image_shape, out, title=title)
+    return save_image_grid(samples, image_shape_of(config), out, title=title)
+
+
+def image_shape_of(config: Any) -> tuple[int, int]:
+    """The image shape of a run's data (bars-and-stripes runs choose their own size)."""
+    from ebmlab.data import dataset_info
+
+    image_size = getattr(config, "image_size", None)
+    if image_size is not None:
+        return (image_size, image_size)
+    return tuple(dataset_info(config.dataset, data_dir=config.data_dir)["shape"])

@@ -4,6 +4,7 @@ from ebmlab.models.bm import BoltzmannMachine
 from ebmlab.models.dbm import DBM, DBMClassifier, MeanFieldResult
 from ebmlab.models.dbn import DBN
 from ebmlab.models.gaussian_rbm import GaussianBernoulliRBM
+from ebmlab.models.jem import JEM, build_classifier
 from ebmlab.models.rbm import BernoulliRBM, sample_bernoulli
 
 __all__ = [
@@ -12,7 +13,9 @@ __all__ = [
     "BernoulliRBM",
     "BoltzmannMachine",
     "DBMClassifier",
+    "JEM",
     "GaussianBernoulliRBM",
     "MeanFieldResult",
+    "build_classifier",
     "sample_bernoulli",
 ]

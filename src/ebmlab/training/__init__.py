@@ -11,6 +11,7 @@ from ebmlab.training.checkpoint import (
 from ebmlab.training.dbm import DBMTrainer, DBMTrainingConfig, GreedyPretrainer, compose_dbm
 from ebmlab.training.finetune import DBNClassifier, FinetuneConfig, finetune
 from ebmlab.training.greedy import GreedyTrainer, train_greedy
+from ebmlab.training.jem import DivergenceError, JEMConfig, JEMTrainer, jem_loss
 from ebmlab.training.trainer import CDConfig, CDTrainer, NonFiniteError
 
 __all__ = [
@@ -23,13 +24,17 @@ __all__ = [
     "DBMTrainer",
     "DBMTrainingConfig",
     "DBNClassifier",
+    "DivergenceError",
     "FinetuneConfig",
     "GreedyPretrainer",
     "GreedyTrainer",
+    "JEMConfig",
+    "JEMTrainer",
     "NonFiniteError",
     "cd_loss",
     "compose_dbm",
     "finetune",
+    "jem_loss",
     "load_checkpoint",
     "mean_field_hidden",
     "save_checkpoint",

@@ -121,7 +121,7 @@ class WideResNet(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self, *, generator: torch.Generator | None = None) -> None:
-        """He-normal convolutions (for LeakyReLU(0.2)), zero biases, a small uniform head.
+        r"""He-normal convolutions (for LeakyReLU(0.2)), zero biases, a small uniform head.
 
         Without normalisation every residual block adds its branch's variance to
         the signal's; scaling each block's last convolution by

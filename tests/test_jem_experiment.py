@@ -1,0 +1,80 @@
+"""The JEM recipe end to end on a tiny run: evaluation keys, OOD sets, samples, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ebmlab.experiments.jem import JEMExperimentConfig, load_jem, run_jem, sample_jem
+from ebmlab.experiments.jem_eval import OOD_SCORES, evaluate_jem, ood_inputs, ood_scores
+from ebmlab.experiments.run_folder import RunFolderError
+from ebmlab.training.jem import JEMConfig
+
+
+def tiny(p_x_weight: float, **training) -> JEMExperimentConfig:
+    options = dict(n_iterations=4, batch_size=8, buffer_size=40, n_steps=2, warmup_iterations=1,
+                   checkpoint_every=2, log_every=2, p_x_weight=p_x_weight, lr=1e-3)  # fmt: skip
+    options.update(training)
+    return JEMExperimentConfig(dataset="digits", backbone="small-cnn", width=4, n_train=64,
+                               training=JEMConfig(**options))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def jem_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("jem") / "run"
+    run_jem(tiny(1.0, class_conditional=True), out, progress=False)
+    return out
+
+
+def test_evaluation_keys_and_figures(jem_run):
+    result = evaluate_jem(jem_run, ood=("noise", "constant", "flip"), n_test=50, sample_steps=2)
+    assert 0 <= result["test_accuracy"] <= 1 and 0 <= result["ece"] <= 1
+    assert set(result["ood"]) == {"noise", "constant", "flip"}
+    for name in result["ood"]:
+        assert set(result["ood"][name]) == set(OOD_SCORES)
+        assert all(0 <= v["auroc"] <= 1 for v in result["ood"][name].values())
+    for path in result["figures"].values():
+        assert path.endswith(".png") and (jem_run / "figures" / path.split("/")[-1]).is_file()
+
+
+def test_ood_dataset_with_another_shape_is_refused(jem_run):
+    config, _, data, _ = load_jem(jem_run)
+    with pytest.raises(ValueError, match=r"has images of shape \(4, 4\) but the model"):
+        ood_inputs("bars-and-stripes", data.x_test, data.image_shape)
+
+
+def test_synthetic_ood_sets_and_scores(jem_run):
+    _, model, data, _ = load_jem(jem_run)
+    x = data.x_test[:5]
+    flipped = ood_inputs("flip", x, data.image_shape)
+    assert torch.equal(flipped.reshape(5, 8, 8), x.reshape(5, 8, 8).flip(1))
+    constant = ood_inputs("constant", x, data.image_shape, generator=torch.Generator())
+    assert (constant == constant[:, :1]).all() and constant.abs().max() <= 1
+    scores = ood_scores(model, x, batch_size=2)
+    torch.testing.assert_close(scores["log_px"], torch.logsumexp(model.logits(x), 1).detach())
+    assert (scores["grad_norm"] <= 0).all() and (scores["max_py"] <= 1).all()
+
+
+def test_samples_conditional_and_unconditional(jem_run):
+    path = sample_jem(jem_run, n=4, n_steps=2, class_=3)
+    assert path.is_file() and path.name == "samples-class3-0.png"
+    assert sample_jem(jem_run, n=4, n_steps=1, start="noise").is_file()
+    with pytest.raises(ValueError, match=r"class_ must be an int in \[0, 9\]"):
+        sample_jem(jem_run, n=4, n_steps=1, class_=10)
+    with pytest.raises(ValueError, match="start must be one of buffer, noise"):
+        sample_jem(jem_run, n=4, n_steps=1, start="data")
+
+
+def test_classifier_baseline_runs_and_evaluates(tmp_path):
+    run_jem(tiny(0.0), tmp_path / "clf", progress=False)
+    _, _, _, buffer_state = load_jem(tmp_path / "clf")
+    assert buffer_state is None
+    result = evaluate_jem(tmp_path / "clf", ood=("noise",), n_test=20, sample_steps=1)
+    assert result["p_x_weight"] == 0.0 and "log_px" in result["ood"]["noise"]
+
+
+def test_run_folder_errors(tmp_path):
+    with pytest.raises(RunFolderError, match="not an ebmlab run folder"):
+        load_jem(tmp_path)
+    with pytest.raises(ValueError, match="n_train must be a positive integer"):
+        JEMExperimentConfig(n_train=0)

@@ -1,0 +1,54 @@
+"""`ebmlab report` on two tiny runs: one table row per run, numbers with their settings."""
+
+from __future__ import annotations
+
+import csv
+
+from ebmlab.cli.app import main
+
+
+def run_cli(args: list[str]) -> int:
+    try:
+        main(args)
+    except SystemExit as exit_:
+        return exit_.code or 0
+    return 0
+
+
+def test_report_on_two_tiny_runs(tmp_path, capsys):
+    rbm, bm, out = tmp_path / "rbm", tmp_path / "bm", tmp_path / "report"
+    common = ["--no-progress"]
+    assert (
+        run_cli(["train", "rbm", "--n-hidden", "8", "--epochs", "1", "--out", str(rbm), *common])
+        == 0
+    )
+    assert run_cli(["train", "bm", "--n-hidden", "1", "--epochs", "3", "--out", str(bm)]) == 0
+    code = run_cli(
+        [
+            "report",
+            str(rbm),
+            str(bm),
+            "--out",
+            str(out),
+            "--n-samples",
+            "50",
+            "--n-steps",
+            "10",
+            "--loglik",
+            "--n-betas",
+            "50",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    rows = list(csv.DictReader((out / "report.csv").open()))
+    assert [r["model_class"] for r in rows] == ["RBM", "Boltzmann machine"]
+    rbm_row, bm_row = rows
+    # IS lies in [1, n_classes]; FID is a squared distance; digits has its own feature net.
+    assert 1.0 <= float(rbm_row["inception_score"]) <= 10.0 and float(rbm_row["fid"]) >= 0
+    assert "digits-cnn" in rbm_row["settings"] and "50 samples" in rbm_row["settings"]
+    assert rbm_row["loglik_kind"] == "AIS" and float(rbm_row["test_loglik"]) < 0
+    assert (
+        bm_row["loglik_kind"] == "exact" and bm_row["fid"] == ""
+    )  # no feature net for bars-and-stripes
+    text = (out / "report.md").read_text()
+    assert text.count("\n| RBM |") == 1 and (out / "figures" / "rbm_samples.png").is_file()
