@@ -4,9 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.docs-installed
 RUN_DIR ?= runs/demo-rbm-digits
 
-.PHONY: setup demo test test-slow lint bench bench-quick clean
+.PHONY: setup demo test test-slow lint bench bench-quick docs clean
 
 setup: $(STAMP)
 
@@ -22,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/ebmlab eval $(RUN_DIR)
 	@echo "Run folder: $(RUN_DIR) (figures in $(RUN_DIR)/figures)"
 
-# Two pytest workers on two cores, one thread each: more threads only contend (see docs/testing.md).
+# Two pytest workers on two cores, one thread each: more OpenMP threads only contend for the cores.
 test: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 -m "not slow"
 
@@ -42,5 +43,14 @@ bench-quick: $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[bench]"
 	$(BIN)/python benchmarks/run_all.py --quick
 
+$(DOCS_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[docs]"
+	touch $(DOCS_STAMP)
+
+# Builds offline into site/ (open site/index.html); fails on stale CLI docs, broken links or pages missing from the nav.
+docs: $(DOCS_STAMP)
+	$(BIN)/python scripts/gen_cli_docs.py --check
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs site .pytest_cache
