@@ -7,6 +7,18 @@ from pathlib import Path
 
 import typer
 
+from ebmlab.cli.options import (
+    ConfigOption,
+    DataDirOption,
+    DatasetOption,
+    DeviceOption,
+    DtypeOption,
+    OutOption,
+    OverwriteOption,
+    ProgressOption,
+    ResumeOption,
+    SeedOption,
+)
 from ebmlab.cli.settings import (
     given_on_command_line,
     in_section,
@@ -29,8 +41,8 @@ CD_OPTIONS = frozenset(
 @app.command("rbm")
 def train_rbm(
     context: typer.Context,
-    dataset: str = typer.Option("digits", help="Dataset name (`ebmlab data list`)."),
-    data_dir: Path | None = typer.Option(None, help="Folder holding the dataset's files."),
+    dataset: DatasetOption = "digits",
+    data_dir: DataDirOption = None,
     n_hidden: int = typer.Option(64, help="Number of hidden units."),
     visible: str = typer.Option(
         "bernoulli",
@@ -56,18 +68,14 @@ def train_rbm(
     validation_fraction: float = typer.Option(
         0.1, help="Share of training data held out for monitoring."
     ),
-    seed: int = typer.Option(0, help="Random seed: the run is reproducible from it."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
-    dtype: str = typer.Option("float32", help="float32 or float64."),
-    config: Path | None = typer.Option(
-        None, help="YAML settings (e.g. a run's config.yaml); options given here override it."
-    ),
-    out: Path | None = typer.Option(None, help="Run folder to create."),
-    resume: Path | None = typer.Option(
-        None, help="Continue this run folder from its last checkpoint."
-    ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    seed: SeedOption = 0,
+    device: DeviceOption = "cpu",
+    dtype: DtypeOption = "float32",
+    config: ConfigOption = None,
+    out: OutOption = None,
+    resume: ResumeOption = None,
+    overwrite: OverwriteOption = False,
+    progress: ProgressOption = True,
 ) -> None:
     """Train a Bernoulli RBM by CD-k or PCD-k."""
     from ebmlab.experiments.rbm import RBMExperimentConfig, resume_rbm, run_rbm
@@ -97,9 +105,7 @@ def train_rbm(
 
 @app.command("ebm2d")
 def train_ebm2d(
-    dataset: str = typer.Option(
-        "8gaussians", help="2-D toy set (8gaussians, rings, checkerboard, ...)."
-    ),
+    dataset: DatasetOption = "8gaussians",
     iterations: int = typer.Option(2000, help="Parameter updates."),
     lr: float = typer.Option(1e-3, help="Adam learning rate."),
     batch_size: int = typer.Option(256, help="Minibatch size."),
@@ -112,12 +118,10 @@ def train_ebm2d(
         True, "--persistent/--short-run", help="Replay buffer or short-run chains."
     ),
     l2_weight: float = typer.Option(0.01, help="L2 penalty on energies."),
-    seed: int = typer.Option(0, help="Random seed."),
-    out: Path | None = typer.Option(None, help="Run folder to create."),
-    resume: Path | None = typer.Option(
-        None, help="Continue this run folder from its last checkpoint."
-    ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
+    seed: SeedOption = 0,
+    out: OutOption = None,
+    resume: ResumeOption = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Train an MLP energy on a 2-D toy density with Langevin negatives."""
     from ebmlab.experiments.ebm2d import EBM2DConfig, run_ebm2d
@@ -157,8 +161,8 @@ DBN_FINETUNE = {
 @app.command("dbn")
 def train_dbn(
     context: typer.Context,
-    dataset: str = typer.Option("digits", help="Dataset name (`ebmlab data list`)."),
-    data_dir: Path | None = typer.Option(None, help="Folder holding the dataset's files."),
+    dataset: DatasetOption = "digits",
+    data_dir: DataDirOption = None,
     layers: str = typer.Option(
         "64,64", help="Hidden layer sizes, bottom to top, e.g. 500,500,2000."
     ),
@@ -183,16 +187,14 @@ def train_dbn(
     n_labelled: int | None = typer.Option(
         None, help="Labelled examples used for fine-tuning (default all)."
     ),
-    seed: int = typer.Option(0, help="Random seed."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
-    dtype: str = typer.Option("float32", help="float32 or float64."),
-    config: Path | None = typer.Option(None, help="YAML settings; options given here override it."),
-    out: Path | None = typer.Option(None, help="Run folder to create."),
-    resume: Path | None = typer.Option(
-        None, help="Continue this run folder from its last checkpoint."
-    ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    seed: SeedOption = 0,
+    device: DeviceOption = "cpu",
+    dtype: DtypeOption = "float32",
+    config: ConfigOption = None,
+    out: OutOption = None,
+    resume: ResumeOption = None,
+    overwrite: OverwriteOption = False,
+    progress: ProgressOption = True,
 ) -> None:
     """Train a deep belief network greedily, layer by layer, then optionally fine-tune it."""
     from ebmlab.experiments.dbn import DBNExperimentConfig, resume_dbn, run_dbn
@@ -235,8 +237,8 @@ DBM_PRETRAINING = {
 @app.command("dbm")
 def train_dbm(
     context: typer.Context,
-    dataset: str = typer.Option("digits", help="Dataset name (`ebmlab data list`)."),
-    data_dir: Path | None = typer.Option(None, help="Folder holding the dataset's files."),
+    dataset: DatasetOption = "digits",
+    data_dir: DataDirOption = None,
     layers: str = typer.Option("64,64", help="Hidden layer sizes, bottom to top, e.g. 500,1000."),
     n_train: int | None = typer.Option(None, help="Use only the first N training images."),
     epochs: int = typer.Option(20, help="Epochs of joint training."),
@@ -277,16 +279,14 @@ def train_dbm(
     validation_fraction: float = typer.Option(
         0.1, help="Share of training data held out for monitoring."
     ),
-    seed: int = typer.Option(0, help="Random seed."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
-    dtype: str = typer.Option("float32", help="float32 or float64."),
-    config: Path | None = typer.Option(None, help="YAML settings; options given here override it."),
-    out: Path | None = typer.Option(None, help="Run folder to create."),
-    resume: Path | None = typer.Option(
-        None, help="Continue this run folder from its last checkpoint."
-    ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    seed: SeedOption = 0,
+    device: DeviceOption = "cpu",
+    dtype: DtypeOption = "float32",
+    config: ConfigOption = None,
+    out: OutOption = None,
+    resume: ResumeOption = None,
+    overwrite: OverwriteOption = False,
+    progress: ProgressOption = True,
 ) -> None:
     """Train a deep Boltzmann machine: doubled-RBM pretraining, then mean-field + persistent chains."""
     from ebmlab.experiments.dbm import DBMExperimentConfig, resume_dbm, run_dbm
@@ -314,7 +314,7 @@ BM_RENAMES = {"epochs": "n_epochs", "lr": "learning_rate", "gibbs_steps": "n_gib
 @app.command("bm")
 def train_bm(
     context: typer.Context,
-    dataset: str = typer.Option("bars-and-stripes", help="Binary dataset (bars-and-stripes)."),
+    dataset: DatasetOption = "bars-and-stripes",
     image_size: int = typer.Option(4, help="Side of the bars-and-stripes images."),
     n_hidden: int = typer.Option(0, help="Hidden units (0: fully visible Boltzmann machine)."),
     epochs: int = typer.Option(500, help="Passes over the data."),
@@ -327,14 +327,12 @@ def train_bm(
     n_chains: int = typer.Option(100, help="Persistent chains (with --model-term pcd)."),
     gibbs_steps: int = typer.Option(1, help="Gibbs sweeps of the chains per update."),
     scan: str = typer.Option("systematic", help="systematic or random scan Gibbs."),
-    seed: int = typer.Option(0, help="Random seed."),
-    dtype: str = typer.Option("float32", help="float32 or float64."),
-    config: Path | None = typer.Option(None, help="YAML settings; options given here override it."),
-    out: Path | None = typer.Option(None, help="Run folder to create."),
-    resume: Path | None = typer.Option(
-        None, help="Continue this run folder from its last checkpoint."
-    ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
+    seed: SeedOption = 0,
+    dtype: DtypeOption = "float32",
+    config: ConfigOption = None,
+    out: OutOption = None,
+    resume: ResumeOption = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Train a general Boltzmann machine (fully visible or with hidden units)."""
     from ebmlab.experiments.bm import BMConfig, run_bm
@@ -365,8 +363,8 @@ JEM_TRAINING = frozenset(
 @app.command("jem")
 def train_jem(
     context: typer.Context,
-    dataset: str = typer.Option("digits", help="Dataset name (`ebmlab data list`)."),
-    data_dir: Path | None = typer.Option(None, help="Folder holding the dataset's files."),
+    dataset: DatasetOption = "digits",
+    data_dir: DataDirOption = None,
     backbone: str = typer.Option(
         "small-cnn", help="small-cnn, wrn (WideResNet, no normalisation) or mlp."
     ),
@@ -410,15 +408,13 @@ def train_jem(
     rollback_lr_factor: float = typer.Option(1.0, help="Multiply the lr by this at each rollback."),
     checkpoint_every: int = typer.Option(100, help="Iterations between checkpoints."),
     log_every: int = typer.Option(10, help="Iterations between metrics lines."),
-    seed: int = typer.Option(0, help="Random seed."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
-    config: Path | None = typer.Option(None, help="YAML settings; options given here override it."),
-    out: Path | None = typer.Option(None, help="Run folder to create."),
-    resume: Path | None = typer.Option(
-        None, help="Continue this run folder from its last checkpoint."
-    ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    seed: SeedOption = 0,
+    device: DeviceOption = "cpu",
+    config: ConfigOption = None,
+    out: OutOption = None,
+    resume: ResumeOption = None,
+    overwrite: OverwriteOption = False,
+    progress: ProgressOption = True,
 ) -> None:
     """Train JEM: a classifier whose logits also define an energy, with SGLD negatives (Algorithm 1).
 
