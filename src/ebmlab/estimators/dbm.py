@@ -26,9 +26,9 @@ from torch.nn import functional as F
 from ebmlab._validation import check_positive_int
 from ebmlab.estimators.ais import LogZEstimate
 from ebmlab.estimators.annealing import AnnealingPath, annealing_path
-from ebmlab.estimators.exact import _chunked_logsumexp, _float64_copy, exact_log_partition
+from ebmlab.estimators.exact import chunked_logsumexp, exact_log_partition, float64_copy
 from ebmlab.estimators.likelihood import LogLikelihoodEstimate, mean_and_stderr
-from ebmlab.estimators.rbm_path import _BASE_PSEUDO_COUNT
+from ebmlab.estimators.rbm_path import BASE_PSEUDO_COUNT
 from ebmlab.models.dbm import DBM
 from ebmlab.models.rbm import sample_bernoulli
 
@@ -58,14 +58,14 @@ def _exact_log_partition_dbm(model: DBM, *, max_units: int = 25, chunk_size: int
             f"{'odd' if parity else 'even'} layers, above max_units={max_units}; "
             "use ais_log_partition instead"
         )
-    model64 = _float64_copy(model)
+    model64 = float64_copy(model)
     free_energy = model64.free_energy_odd if parity else model64.free_energy_even
 
     def neg_energy(x: torch.Tensor) -> torch.Tensor:
         return -free_energy(*x.split(sizes[parity], dim=1))
 
     device = model.weights[0].device
-    return _chunked_logsumexp(n_units, neg_energy, chunk_size=chunk_size, device=device)
+    return chunked_logsumexp(n_units, neg_energy, chunk_size=chunk_size, device=device)
 
 
 # ----- AIS path -----------------------------------------------------------------------------
@@ -169,7 +169,7 @@ def _base_visible_bias(model: DBM, base_data: torch.Tensor | None) -> torch.Tens
     if base_data.shape[0] == 0:
         raise ValueError("base_data must hold at least one row; got shape (0, ...)")
     counts = base_data.to(torch.float64).sum(0)
-    p = (counts + _BASE_PSEUDO_COUNT) / (base_data.shape[0] + 2 * _BASE_PSEUDO_COUNT)
+    p = (counts + BASE_PSEUDO_COUNT) / (base_data.shape[0] + 2 * BASE_PSEUDO_COUNT)
     return (torch.log(p) - torch.log1p(-p)).to(device=reference.device, dtype=reference.dtype)
 
 

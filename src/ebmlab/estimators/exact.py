@@ -67,13 +67,13 @@ def enumerate_binary(
     return ((index[:, None] >> shifts) & 1).to(dtype)
 
 
-def _float64_copy(model: nn.Module) -> nn.Module:
+def float64_copy(model: nn.Module) -> nn.Module:
     # Enumeration sums up to 2**25 terms: float64 keeps the sum exact to ~1e-12
     # whatever the model's own dtype, and the user's model is left untouched.
     return copy.deepcopy(model).to(torch.float64)
 
 
-def _chunked_logsumexp(n_units: int, neg_energy, *, chunk_size: int, device) -> float:
+def chunked_logsumexp(n_units: int, neg_energy, *, chunk_size: int, device) -> float:
     """log sum_x exp(neg_energy(x)) over all binary x of ``n_units`` bits, chunk by chunk."""
     partial = []
     for start in range(0, 2**n_units, chunk_size):
@@ -134,13 +134,13 @@ def _exact_log_partition_rbm(
             f"configurations, above max_units={max_units}; use ais_log_partition instead "
             "(or raise max_units if you have the time)"
         )
-    model64 = _float64_copy(model)
+    model64 = float64_copy(model)
     if model.n_visible <= model.n_hidden:
         neg_energy = lambda v: -model64.free_energy(v)  # noqa: E731
     else:
         neg_energy = lambda h: -model64.free_energy_hidden(h)  # noqa: E731
     device = model.weight.device
-    return _chunked_logsumexp(n_units, neg_energy, chunk_size=chunk_size, device=device)
+    return chunked_logsumexp(n_units, neg_energy, chunk_size=chunk_size, device=device)
 
 
 @torch.no_grad()
@@ -166,7 +166,7 @@ def exact_log_likelihood(model: nn.Module, data: torch.Tensor, *, max_units: int
     if data.shape[0] == 0:
         raise ValueError("data must hold at least one row; got shape (0, ...)")
     log_z = exact_log_partition(model, max_units=max_units)
-    model64 = _float64_copy(model)
+    model64 = float64_copy(model)
     mean_free_energy = model64.free_energy(data.to(torch.float64)).mean().item()
     value = -mean_free_energy - log_z
     if not math.isfinite(value):

@@ -33,7 +33,7 @@ from ebmlab.estimators.annealing import AnnealingPath, annealing_path
 from ebmlab.models.rbm import BernoulliRBM, sample_bernoulli
 
 #: Pseudo-counts added to each outcome when fitting the base rates (see base_visible_bias).
-_BASE_PSEUDO_COUNT = 5.0
+BASE_PSEUDO_COUNT = 5.0
 
 
 def base_visible_bias(model: BernoulliRBM, base_data: torch.Tensor | None) -> torch.Tensor:
@@ -53,7 +53,7 @@ def base_visible_bias(model: BernoulliRBM, base_data: torch.Tensor | None) -> to
     if base_data.shape[0] == 0:
         raise ValueError("base_data must hold at least one row; got shape (0, ...)")
     counts = base_data.to(torch.float64).sum(0)
-    p = (counts + _BASE_PSEUDO_COUNT) / (base_data.shape[0] + 2 * _BASE_PSEUDO_COUNT)
+    p = (counts + BASE_PSEUDO_COUNT) / (base_data.shape[0] + 2 * BASE_PSEUDO_COUNT)
     return (torch.log(p) - torch.log1p(-p)).to(device=weight.device, dtype=weight.dtype)
 
 
