@@ -22,7 +22,7 @@ def chi_square_p_value(
     """
     from scipy import stats
 
-    counts, probabilities = counts.double(), probabilities.double()
+    counts, probabilities = counts.detach().double(), probabilities.detach().double()
     n = counts.sum()
     expected = probabilities * n
     small = expected < min_expected
