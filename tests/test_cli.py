@@ -155,3 +155,36 @@ def test_gaussian_visible_units_train_with_their_own_defaults(tmp_path, capsys):
     assert code == 0 and json.loads(out)["visible"] == "gaussian"
     code, _, err = run_cli(["eval", str(run), "--loglik"], capsys)
     assert code == 2 and "Bernoulli RBMs only" in err
+
+
+def test_tensorboard_logs_scalars_histograms_and_samples(tmp_path, capsys):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    code, _, err = run_cli([*TRAIN, "--tensorboard", "--out", str(run)], capsys)
+    assert code == 0, err
+    events = EventAccumulator(
+        str(run / "tensorboard"), size_guidance={"histograms": 0, "images": 0}
+    )
+    events.Reload()
+    tags = events.Tags()
+    assert {"reconstruction_error", "pseudo_loglik", "epoch_seconds"} <= set(tags["scalars"])
+    assert [e.step for e in events.Scalars("pseudo_loglik")] == [1, 2]
+    assert "weight" in tags["histograms"] and "samples" in tags["images"]
+
+
+def test_tensorboard_missing_is_one_clear_error(tmp_path, capsys, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name == "tensorboard" or name.startswith("tensorboard."):
+            raise ImportError("No module named 'tensorboard'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    run = tmp_path / "run"
+    code, _, err = run_cli([*TRAIN, "--tensorboard", "--out", str(run)], capsys)
+    assert code == 2 and "needs the tensorboard package" in err and not run.exists()

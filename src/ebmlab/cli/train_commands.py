@@ -75,6 +75,11 @@ def train_rbm(
     out: OutOption = None,
     resume: ResumeOption = None,
     overwrite: OverwriteOption = False,
+    tensorboard: bool = typer.Option(
+        False,
+        "--tensorboard",
+        help="Also log scalars, histograms and samples to RUN_DIR/tensorboard.",
+    ),
     progress: ProgressOption = True,
 ) -> None:
     """Train a Bernoulli RBM by CD-k or PCD-k."""

@@ -11,6 +11,7 @@ import torch
 import ebmlab
 from ebmlab._validation import check_choice, check_positive_int, check_probability
 from ebmlab.experiments.run_folder import RunFolder, RunFolderError
+from ebmlab.experiments.tensorboard import TensorBoardLogger, check_tensorboard_available
 from ebmlab.models.gaussian_rbm import GaussianBernoulliRBM
 from ebmlab.models.rbm import BernoulliRBM
 from ebmlab.samplers.gibbs import sample_visible
@@ -48,6 +49,7 @@ class RBMExperimentConfig:
     device: str = "cpu"
     dtype: str = "float32"
     keep_last: int = 3
+    tensorboard: bool = False
     training: CDConfig = field(default_factory=CDConfig)
 
     def __post_init__(self) -> None:
@@ -64,6 +66,8 @@ class RBMExperimentConfig:
         self.training.dynamic_binarization = (
             self.visible == "bernoulli" and self.binarization == "dynamic"
         )
+        if self.tensorboard:  # fail before the run folder is made, not after an epoch
+            check_tensorboard_available()
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": "rbm", "ebmlab_version": ebmlab.__version__, **asdict(self)}
@@ -179,7 +183,7 @@ def run_rbm(
     model = build_model(config, data.train.shape[1], generator)
     model.init_visible_bias(data.train)
     trainer = CDTrainer(model, config.training, generator=generator)
-    _train(run, trainer, data, progress=progress)
+    _train(run, trainer, data, progress=progress, tensorboard=config.tensorboard)
     return run
 
 
@@ -201,7 +205,14 @@ def resume_rbm(out: str | Path, *, progress: bool = True) -> RunFolder:
     load_model_state(model, model_state, source=str(latest))
     trainer.load_state_dict(extra["trainer"])
     run.truncate_metrics(last_epoch=trainer.epoch)
-    _train(run, trainer, data, progress=progress, best_score=extra.get("best_score"))
+    _train(
+        run,
+        trainer,
+        data,
+        progress=progress,
+        tensorboard=config.tensorboard,
+        best_score=extra.get("best_score"),
+    )
     return run
 
 
@@ -211,6 +222,7 @@ def _train(
     data: PreparedData,
     *,
     progress: bool,
+    tensorboard: bool = False,
     best_score: float | None = None,
 ) -> None:
     from tqdm.auto import tqdm
@@ -223,6 +235,7 @@ def _train(
         initial=trainer.epoch,
         total=trainer.config.epochs,
     )
+    board = TensorBoardLogger(run.path / "tensorboard") if tensorboard else None
     for _ in bar:
         record = trainer.train_epoch(data.train, progress=False)
         record.update(trainer.monitor(data.monitor_train, data.validation))
@@ -241,13 +254,18 @@ def _train(
             is_best=is_best,
         )
         bar.set_postfix(score=f"{score:.3f}", recon=f"{record['reconstruction_error']:.4f}")
-    write_figures(run, trainer.model, data, seed=trainer.epoch)
+        if board is not None:
+            board.log_record(trainer.epoch, record, trainer.model)
+    samples = write_figures(run, trainer.model, data, seed=trainer.epoch)
+    if board is not None:
+        board.log_images("samples", samples, data.image_shape, trainer.epoch)
+        board.close()
 
 
 def write_figures(
     run: RunFolder, model: BernoulliRBM | GaussianBernoulliRBM, data: PreparedData, *, seed: int = 0
-) -> None:
-    """Samples (1,000 Gibbs sweeps from noise), filters and training curves."""
+) -> torch.Tensor:
+    """Samples (1,000 Gibbs sweeps from noise), filters and training curves; returns the samples."""
     from ebmlab.viz.curves import save_training_curves
     from ebmlab.viz.images import save_filters, save_image_grid
 
@@ -257,6 +275,7 @@ def write_figures(
     save_image_grid(samples, data.image_shape, run.figures / "samples.png", title=title)
     save_filters(model.weight, data.image_shape, run.figures / "filters.png")
     save_training_curves(run.read_metrics(), run.figures / "training_curves.png")
+    return samples
 
 
 def load_rbm(
