@@ -23,7 +23,8 @@ from _common import machine_summary
 
 from ebmlab.models.jem import JEM
 from ebmlab.models.nets.small_cnn import SmallCNN
-from ebmlab.training.jem import JEMConfig, JEMTrainer
+from ebmlab.training.jem import JEMConfig
+from ebmlab.training.jem_trainer import JEMTrainer
 
 
 def build(args, p_x_weight: float) -> tuple[JEMTrainer, torch.Tensor, torch.Tensor]:

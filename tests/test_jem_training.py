@@ -13,13 +13,8 @@ from ebmlab.models.jem import JEM
 from ebmlab.models.nets.mlp import MLP
 from ebmlab.training.checkpoint import load_checkpoint
 from ebmlab.training.distributed import DistributedContext
-from ebmlab.training.jem import (
-    DivergenceError,
-    JEMConfig,
-    JEMTrainer,
-    MinibatchStream,
-    WarmupStepDecay,
-)
+from ebmlab.training.jem import DivergenceError, JEMConfig, MinibatchStream, WarmupStepDecay
+from ebmlab.training.jem_trainer import JEMTrainer
 
 N_CLASSES, N_FEATURES = 4, 6
 

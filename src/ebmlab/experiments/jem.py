@@ -30,7 +30,8 @@ from ebmlab.training.checkpoint import (
     load_model_state,
 )
 from ebmlab.training.distributed import DistributedContext, barrier, init_distributed, wrap_model
-from ebmlab.training.jem import JEMConfig, JEMTrainer, MinibatchStream
+from ebmlab.training.jem import JEMConfig, MinibatchStream
+from ebmlab.training.jem_trainer import JEMTrainer
 
 CURVE_KEYS = (
     "loss",

@@ -11,7 +11,8 @@ from ebmlab.training.checkpoint import (
 from ebmlab.training.dbm import DBMTrainer, DBMTrainingConfig, GreedyPretrainer, compose_dbm
 from ebmlab.training.finetune import DBNClassifier, FinetuneConfig, finetune
 from ebmlab.training.greedy import GreedyTrainer, train_greedy
-from ebmlab.training.jem import DivergenceError, JEMConfig, JEMTrainer, jem_loss
+from ebmlab.training.jem import DivergenceError, JEMConfig, jem_loss
+from ebmlab.training.jem_trainer import JEMTrainer
 from ebmlab.training.trainer import CDConfig, CDTrainer, NonFiniteError
 
 __all__ = [
