@@ -12,13 +12,8 @@ from ebmlab.models.dbm import DBM, DBMClassifier
 from ebmlab.models.rbm import BernoulliRBM
 from ebmlab.samplers.dbm_gibbs import DBMGibbsState
 from ebmlab.training.checkpoint import load_checkpoint
-from ebmlab.training.dbm import (
-    DBMTrainer,
-    DBMTrainingConfig,
-    TiedCopiesRBM,
-    compose_dbm,
-    layer_copies,
-)
+from ebmlab.training.dbm import DBMTrainer, DBMTrainingConfig
+from ebmlab.training.dbm_pretrain import TiedCopiesRBM, compose_dbm, layer_copies
 from ebmlab.training.trainer import CDConfig
 from tests.enumeration import all_binary
 from tests.test_dbm import make_dbm

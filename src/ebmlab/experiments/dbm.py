@@ -27,13 +27,8 @@ from ebmlab.experiments.rbm import BINARIZATIONS, DTYPES, MONITOR_SIZE, Prepared
 from ebmlab.experiments.run_folder import RunFolder, RunFolderError
 from ebmlab.models.dbm import DBM, DBMClassifier
 from ebmlab.training.checkpoint import load_checkpoint, load_model_state, save_checkpoint
-from ebmlab.training.dbm import (
-    DBMTrainer,
-    DBMTrainingConfig,
-    GreedyPretrainer,
-    classifier_accuracy,
-    fit_classifier,
-)
+from ebmlab.training.dbm import DBMTrainer, DBMTrainingConfig, classifier_accuracy, fit_classifier
+from ebmlab.training.dbm_pretrain import GreedyPretrainer
 
 CLASSIFIER_FILE = "classifier.safetensors"
 

@@ -8,7 +8,8 @@ from ebmlab.training.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from ebmlab.training.dbm import DBMTrainer, DBMTrainingConfig, GreedyPretrainer, compose_dbm
+from ebmlab.training.dbm import DBMTrainer, DBMTrainingConfig
+from ebmlab.training.dbm_pretrain import GreedyPretrainer, compose_dbm
 from ebmlab.training.finetune import DBNClassifier, FinetuneConfig, finetune
 from ebmlab.training.greedy import GreedyTrainer, train_greedy
 from ebmlab.training.jem import DivergenceError, JEMConfig, jem_loss
