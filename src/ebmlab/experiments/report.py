@@ -18,6 +18,7 @@ import torch
 
 from ebmlab._validation import check_positive_int
 from ebmlab.experiments.registry import draw_samples, evaluate_run, image_shape_of, run_model_name
+from ebmlab.experiments.run_folder import RunFolderError
 
 # Feature networks shipped for a dataset (FID and IS are only comparable within one).
 FEATURE_NET_FOR_DATASET = {"fashion-mnist": "fashion-mnist-cnn", "digits": "digits-cnn"}
@@ -110,7 +111,7 @@ def report_row(
     settings = [f"dataset {result.get('dataset', '?')}"]
     try:
         samples, config, steps = draw_samples(run_dir, model_name, n_samples, n_steps, seed)
-    except Exception as error:  # a model without a sampler still gets its other columns
+    except RunFolderError as error:  # a model without a sampler still gets its other columns
         settings.append(f"no samples ({error})")
     else:
         grid = figures / f"{run_dir.name}_samples.png"
