@@ -188,3 +188,26 @@ def test_tensorboard_missing_is_one_clear_error(tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
     code, _, err = run_cli([*TRAIN, "--tensorboard", "--out", str(run)], capsys)
     assert code == 2 and "needs the tensorboard package" in err and not run.exists()
+
+
+def test_every_train_command_runs_a_tiny_model(tmp_path, capsys):
+    tiny = {
+        "dbn": ["--layers", "8,4", "--epochs", "1", "--finetune-epochs", "1"],
+        "dbm": ["--layers", "8,4", "--epochs", "1", "--pretrain-epochs", "1"],
+        "bm": ["--n-hidden", "1", "--epochs", "2"],
+        "jem": [
+            "--iterations",
+            "3",
+            "--n-steps",
+            "1",
+            "--buffer-size",
+            "100",
+            "--warmup-iterations",
+            "1",
+        ],
+        "ebm2d": ["--iterations", "3", "--n-steps", "1"],
+    }
+    for model, options in tiny.items():
+        code, out, err = run_cli(["train", model, *options, "--out", str(tmp_path / model)], capsys)
+        assert code == 0, (model, err)
+        assert (tmp_path / model / "config.yaml").is_file(), model

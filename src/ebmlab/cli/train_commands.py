@@ -98,7 +98,10 @@ def train_rbm(
         if settings.get("visible") == "gaussian":
             from ebmlab.experiments.rbm import GAUSSIAN_DEFAULTS
 
-            in_file = read_settings_file(config, model="rbm").get("training", {}) if config else {}
+            in_file = (
+                (read_settings_file(config, model="rbm").get("training") or {}) if config else {}
+            )
+            settings.setdefault("training", {})
             for name, value in GAUSSIAN_DEFAULTS.items():
                 if not given_on_command_line(context, name) and name not in in_file:
                     settings["training"][name] = value
@@ -216,7 +219,7 @@ def train_dbn(
             context,
             config,
             model="dbn",
-            nested={"training": DBN_TRAINING, "finetune": DBN_FINETUNE},
+            paths=in_section("training", DBN_TRAINING) | in_section("finetune", DBN_FINETUNE),
         )
         run = run_dbn(
             DBNExperimentConfig.from_dict(settings), out, overwrite=overwrite, progress=progress
