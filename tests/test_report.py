@@ -51,4 +51,4 @@ def test_report_on_two_tiny_runs(tmp_path, capsys):
         bm_row["loglik_kind"] == "exact" and bm_row["fid"] == ""
     )  # no feature net for bars-and-stripes
     text = (out / "report.md").read_text()
-    assert text.count("\n| RBM |") == 1 and (out / "figures" / "rbm_samples.png").is_file()
+    assert text.count("\n| RBM |") == 1 and (out / rbm_row["samples_figure"]).is_file()

@@ -126,3 +126,8 @@ def check_in_range(
         expected = f"be {expected}"
     reason = f" for {purpose}" if purpose else ""
     raise ValueError(f"{name} must {expected}{reason}; got min={x_min:.4g}, max={x_max:.4g}")
+
+
+def generator_device(generator: torch.Generator | None) -> torch.device | None:
+    """The device a draw from ``generator`` must happen on (a CUDA generator draws on CUDA)."""
+    return None if generator is None else generator.device

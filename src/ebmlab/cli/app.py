@@ -34,6 +34,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (ValueError, TypeError, FileNotFoundError, RunFolderError, CheckpointError)
 
 
+def argv_names_training(argv: list[str] | None) -> bool:
+    """Whether the command line is an ``ebmlab train ...`` command."""
+    args = sys.argv[1:] if argv is None else argv
+    return bool(args) and args[0] == "train"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``ebmlab`` console script."""
     from ebmlab.training.trainer import NonFiniteError
@@ -46,8 +52,13 @@ def main(argv: list[str] | None = None) -> None:
     except _user_errors() as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    except OSError as error:  # e.g. a read-only or missing folder given by the user
+        where = f": {error.filename}" if error.filename else ""
+        print(f"error: {error.strerror or error}{where}", file=sys.stderr)
+        raise SystemExit(2) from None
     except KeyboardInterrupt:
-        print("interrupted; resume with --resume RUN_DIR", file=sys.stderr)
+        hint = "; resume with --resume RUN_DIR" if argv_names_training(argv) else ""
+        print(f"interrupted{hint}", file=sys.stderr)
         raise SystemExit(130) from None
     except typer.Exit as exit_:
         raise SystemExit(exit_.exit_code) from None

@@ -50,7 +50,9 @@ def evaluate(
         options["ood"] = tuple(name.strip() for name in ood.split(",") if name.strip())
     result = evaluate_run(run_dir, **options)
     if as_json:
-        typer.echo(json.dumps(result, indent=2))
+        from ebmlab.experiments.run_folder import json_safe
+
+        typer.echo(json.dumps(json_safe(result), indent=2))
         return
     for key, value in _flatten(result):
         typer.echo(f"{key:40s} {value:.6g}" if isinstance(value, float) else f"{key:40s} {value}")

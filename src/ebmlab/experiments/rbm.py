@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 import ebmlab
-from ebmlab._validation import check_choice, check_positive_int, check_probability
+from ebmlab._validation import check_choice, check_positive_int
 from ebmlab.experiments.run_folder import RunFolder, RunFolderError
 from ebmlab.experiments.tensorboard import TensorBoardLogger, check_tensorboard_available
 from ebmlab.models.gaussian_rbm import GaussianBernoulliRBM
@@ -58,7 +58,10 @@ class RBMExperimentConfig:
         check_positive_int("n_hidden", self.n_hidden)
         check_choice("visible", self.visible, VISIBLE_UNITS)
         check_choice("binarization", self.binarization, BINARIZATIONS)
-        check_probability("validation_fraction", self.validation_fraction)
+        if not 0 <= self.validation_fraction < 1:
+            raise ValueError(
+                f"validation_fraction must lie in [0, 1); got {self.validation_fraction!r}"
+            )
         check_choice("dtype", self.dtype, tuple(DTYPES))
         check_choice("device", self.device.split(":")[0], ("cpu", "cuda"))
         if self.device.startswith("cuda") and not torch.cuda.is_available():
@@ -124,9 +127,15 @@ def prepare_data(config: RBMExperimentConfig) -> PreparedData:
         return prepare_binary(x, method, generator=generator).to(device=device, dtype=dtype)
 
     train_binary = prepare_binary(train.images, config.binarization, generator=generator)
+    # The training monitors must see the very vectors the model trains on (fixed
+    # binarisations); under dynamic binarisation any fixed draw is as good as another.
+    if config.binarization == "dynamic":
+        monitor_train = binary(train.images[:MONITOR_SIZE])
+    else:
+        monitor_train = train_binary[:MONITOR_SIZE].to(device=device, dtype=dtype)
     return PreparedData(
         train=train_binary.to(device=device, dtype=dtype),
-        monitor_train=binary(train.images[:MONITOR_SIZE]),
+        monitor_train=monitor_train,
         validation=None if validation is None else binary(validation.images[:MONITOR_SIZE]),
         test=binary(test.images),
         image_shape=tuple(full.image_shape),
@@ -176,9 +185,9 @@ def run_rbm(
     progress: bool = True,
 ) -> RunFolder:
     """Train an RBM from scratch into the run folder ``out``; returns the folder."""
+    data = prepare_data(config)  # a missing dataset fails before any folder is made
     run = RunFolder(out, keep_last=config.keep_last).create(overwrite=overwrite)
     run.write_config(config.to_dict())
-    data = prepare_data(config)
     generator = torch.Generator(device=config.device).manual_seed(config.seed)
     model = build_model(config, data.train.shape[1], generator)
     model.init_visible_bias(data.train)
@@ -311,6 +320,8 @@ def evaluate_rbm(
     from ebmlab.training.monitor import free_energy_gap, reconstruction_error
 
     config, model = load_rbm(run_dir)
+    if loglik and config.visible != "bernoulli":
+        raise ValueError("--loglik (AIS and reverse AIS) is implemented for Bernoulli RBMs only")
     data = prepare_data(config)
     generator = torch.Generator(device=config.device).manual_seed(seed)
 
@@ -332,8 +343,6 @@ def evaluate_rbm(
             exact = model.n_visible <= EXACT_PLL_MAX_VISIBLE
             pll = pseudo_log_likelihood(model, data.test, exact=exact, generator=generator)
             result["test_pseudo_loglik"] = float(pll.mean())
-    if loglik and config.visible != "bernoulli":
-        raise ValueError("--loglik (AIS and reverse AIS) is implemented for Bernoulli RBMs only")
     if loglik:
         from ebmlab.estimators import evaluate_log_likelihood
 

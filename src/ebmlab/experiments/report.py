@@ -22,7 +22,7 @@ from ebmlab.experiments.run_folder import RunFolderError
 
 # Feature networks shipped for a dataset (FID and IS are only comparable within one).
 FEATURE_NET_FOR_DATASET = {"fashion-mnist": "fashion-mnist-cnn", "digits": "digits-cnn"}
-COLUMNS = (
+COLUMNS = (  # report.csv
     "run",
     "model_class",
     "model",
@@ -32,6 +32,7 @@ COLUMNS = (
     "test_loglik",
     "loglik_kind",
     "settings",
+    "samples_figure",
 )
 
 
@@ -46,6 +47,7 @@ class ReportRow:
     test_loglik: float | None = None
     loglik_kind: str = ""
     settings: str = ""
+    samples_figure: str = ""
 
 
 def _describe(model_name: str, result: dict[str, Any]) -> tuple[str, str]:
@@ -92,6 +94,7 @@ def report_row(
     loglik: bool,
     n_betas: int | None,
     figures: Path,
+    figure_name: str,
     seed: int = 0,
 ) -> ReportRow:
     """Evaluate one run folder and draw its samples (saved as a grid under ``figures``)."""
@@ -114,7 +117,8 @@ def report_row(
     except RunFolderError as error:  # a model without a sampler still gets its other columns
         settings.append(f"no samples ({error})")
     else:
-        grid = figures / f"{run_dir.name}_samples.png"
+        grid = figures / figure_name
+        row.samples_figure = f"figures/{figure_name}"
         save_image_grid(samples[:64], image_shape_of(config), grid, title=f"{model_class} {model}")
         quality = _sample_quality(run_dir, model_name, config, samples)
         row.inception_score, row.fid = quality.get("inception_score"), quality.get("fid")
@@ -143,6 +147,7 @@ def write_report(
 ) -> Path:
     """Write ``report.md``, ``report.csv`` and one sample grid per run into ``out``."""
     check_positive_int("n_samples", n_samples)
+    check_positive_int("n_steps", n_steps)
     if not run_dirs:
         raise ValueError("run_dirs must name at least one run folder")
     out = Path(out)
@@ -156,9 +161,10 @@ def write_report(
             loglik=loglik,
             n_betas=n_betas,
             figures=figures,
+            figure_name=f"{index:02d}-{Path(r).name}_samples.png",  # runs may share a folder name
             seed=seed,
         )
-        for r in run_dirs
+        for index, r in enumerate(run_dirs)
     ]
     with (out / "report.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
@@ -175,7 +181,7 @@ def write_report(
             f"| {loglik_text} | {r.settings} |"
         )
     grids = "\n".join(
-        f"![{Path(r.run).name}](figures/{Path(r.run).name}_samples.png)" for r in rows
+        f"![{Path(r.run).name}]({r.samples_figure})" for r in rows if r.samples_figure
     )
     (out / "report.md").write_text(
         "# Model-quality report\n\n" + "\n".join(lines) + "\n\n" + grids + "\n"

@@ -15,6 +15,17 @@ import yaml
 from ebmlab.training.checkpoint import CheckpointManager, atomic_write_bytes
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with non-finite floats as None, so strict JSON parsers accept it."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
 class RunFolderError(ValueError):
     """A run folder is missing, incomplete, or would be overwritten."""
 
@@ -66,7 +77,7 @@ class RunFolder:
         # Only remove what a run writes, never unknown files a user put there.
         for name in ("config.yaml", "metrics.jsonl"):
             (self.path / name).unlink(missing_ok=True)
-        for folder in (self.figures, self.checkpoints.directory):
+        for folder in (self.figures, self.checkpoints.directory, self.path / "tensorboard"):
             if folder.is_dir():
                 for item in folder.iterdir():
                     if item.is_file():
@@ -96,12 +107,8 @@ class RunFolder:
     # ----- metrics ---------------------------------------------------------------------------
     def append_metrics(self, record: dict[str, Any]) -> None:
         """Append one JSON line (non-finite floats written as null, never silently changed)."""
-        clean = {
-            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-            for k, v in record.items()
-        }
         with self.metrics_path.open("a") as handle:
-            handle.write(json.dumps(clean) + "\n")
+            handle.write(json.dumps(json_safe(record)) + "\n")
 
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_path.is_file():

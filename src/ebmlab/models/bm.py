@@ -22,6 +22,7 @@ from ebmlab._validation import (
     check_nonnegative_int,
     check_positive_int,
     check_unit_interval,
+    generator_device,
 )
 
 SCANS = ("systematic", "random")
@@ -115,7 +116,16 @@ class BoltzmannMachine(nn.Module):
         dtype = dtype or torch.get_default_dtype()
 
         def gaussian(rows: int, columns: int, *, symmetric: bool = False) -> nn.Parameter:
-            draw = torch.randn(rows, columns, generator=generator, dtype=dtype) * weight_std
+            draw = (
+                torch.randn(
+                    rows,
+                    columns,
+                    generator=generator,
+                    dtype=dtype,
+                    device=generator_device(generator),
+                )
+                * weight_std
+            )
             if symmetric:  # mirror the upper triangle: each coupling ~ N(0, weight_std^2)
                 draw = torch.triu(draw, 1) + torch.triu(draw, 1).t()
             return nn.Parameter(draw.to(device))

@@ -16,6 +16,7 @@ from ebmlab._validation import (
     check_positive_float,
     check_positive_int,
     check_unit_interval,
+    generator_device,
 )
 from ebmlab.models.rbm import sample_bernoulli
 
@@ -113,7 +114,12 @@ class DBM(nn.Module):
         pairs = zip(self.layer_sizes[:-1], self.layer_sizes[1:], strict=True)
         self.weights = nn.ParameterList(
             nn.Parameter(
-                (torch.randn(a, b, generator=generator, dtype=dtype) * weight_std).to(device)
+                (
+                    torch.randn(
+                        a, b, generator=generator, dtype=dtype, device=generator_device(generator)
+                    )
+                    * weight_std
+                ).to(device)
             )
             for a, b in pairs
         )

@@ -13,6 +13,7 @@ from ebmlab._validation import (
     check_nonnegative_float,
     check_positive_float,
     check_positive_int,
+    generator_device,
 )
 from ebmlab.models.rbm import sample_bernoulli
 
@@ -98,7 +99,16 @@ class GaussianBernoulliRBM(nn.Module):
         check_nonnegative_float("weight_std", weight_std)
         self.learn_sigma = bool(learn_sigma)
         dtype = dtype or torch.get_default_dtype()
-        weight = torch.randn(n_visible, n_hidden, generator=generator, dtype=dtype) * weight_std
+        weight = (
+            torch.randn(
+                n_visible,
+                n_hidden,
+                generator=generator,
+                dtype=dtype,
+                device=generator_device(generator),
+            )
+            * weight_std
+        )
         self.weight = nn.Parameter(weight.to(device))
         self.visible_bias = nn.Parameter(torch.zeros(n_visible, dtype=dtype, device=device))
         self.hidden_bias = nn.Parameter(torch.zeros(n_hidden, dtype=dtype, device=device))

@@ -11,6 +11,7 @@ from ebmlab._validation import (
     check_nonnegative_float,
     check_positive_int,
     check_unit_interval,
+    generator_device,
 )
 
 
@@ -87,7 +88,16 @@ class BernoulliRBM(nn.Module):
         self.n_hidden = check_positive_int("n_hidden", n_hidden)
         check_nonnegative_float("weight_std", weight_std)
         dtype = dtype or torch.get_default_dtype()
-        weight = torch.randn(n_visible, n_hidden, generator=generator, dtype=dtype) * weight_std
+        weight = (
+            torch.randn(
+                n_visible,
+                n_hidden,
+                generator=generator,
+                dtype=dtype,
+                device=generator_device(generator),
+            )
+            * weight_std
+        )
         self.weight = nn.Parameter(weight.to(device))
         self.visible_bias = nn.Parameter(torch.zeros(n_visible, dtype=dtype, device=device))
         self.hidden_bias = nn.Parameter(torch.zeros(n_hidden, dtype=dtype, device=device))

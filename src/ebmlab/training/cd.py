@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from ebmlab._validation import check_nonnegative_float, check_positive_int, check_probability
+from ebmlab._validation import check_positive_int
 from ebmlab.samplers.base import run_chain
 from ebmlab.samplers.gibbs import BlockGibbs, GibbsState
 
@@ -136,10 +136,13 @@ class ContrastiveDivergence:
         return {} if self.chains is None else {"chains": self.chains}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.chains = state.get("chains")
-
-
-def validate_sparsity(target: float, cost: float) -> None:
-    """Check the sparsity hyperparameters (target in (0, 1), cost >= 0)."""
-    check_probability("sparsity_target", target, open_interval=True)
-    check_nonnegative_float("sparsity_cost", cost)
+        chains = state.get("chains")
+        if chains is not None:
+            reference = self.model.weight
+            if chains.ndim != 2 or chains.shape[1] != reference.shape[0]:
+                raise ValueError(
+                    f"persistent chains must have {reference.shape[0]} columns; got shape {tuple(chains.shape)}"
+                )
+            # Checkpoints load on the CPU; the chains continue on the model's device.
+            chains = chains.to(device=reference.device, dtype=reference.dtype)
+        self.chains = chains

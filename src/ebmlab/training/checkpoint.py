@@ -229,9 +229,9 @@ class CheckpointManager:
         """Write checkpoint ``step`` (and ``best`` when ``is_best``), then prune old ones."""
         payload = encode_checkpoint(model_state, extra)
         path = self.directory / f"step-{step:08d}.safetensors"
-        atomic_write_bytes(path, payload)
-        if is_best:
+        if is_best:  # first: a kill in between must not leave a step that names a missing best
             atomic_write_bytes(self.best, payload)
+        atomic_write_bytes(path, payload)
         for _, old in self.numbered()[: -self.keep_last]:
             old.unlink(missing_ok=True)
         return path
