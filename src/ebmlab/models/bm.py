@@ -24,6 +24,7 @@ from ebmlab._validation import (
     check_unit_interval,
     generator_device,
 )
+from ebmlab.models.enumeration import enumerate_binary
 
 SCANS = ("systematic", "random")
 # Summing the hidden units out enumerates 2^n_hidden states per visible vector.
@@ -43,14 +44,8 @@ class SymmetricZeroDiagonal(nn.Module):
 
 
 def binary_states(n: int, *, dtype: torch.dtype | None = None, device=None) -> torch.Tensor:
-    """All ``2^n`` binary vectors, shape (2^n, n); column ``j`` of row ``k`` is ``(k >> j) & 1``.
-
-    The same order as :func:`ebmlab.estimators.exact.enumerate_binary` (least significant
-    bit first), which this layer cannot import.
-    """
-    index = torch.arange(2**n, device=device).unsqueeze(1)
-    shifts = torch.arange(n, device=device)
-    return ((index >> shifts) & 1).to(dtype or torch.get_default_dtype())
+    """All ``2^n`` binary vectors, shape (2^n, n); column ``j`` of row ``k`` is ``(k >> j) & 1``."""
+    return enumerate_binary(n, dtype=dtype, device=device)
 
 
 class BoltzmannMachine(nn.Module):

@@ -18,6 +18,7 @@ from ebmlab._validation import (
     check_unit_interval,
     generator_device,
 )
+from ebmlab.models.enumeration import enumerate_binary
 from ebmlab.models.rbm import sample_bernoulli
 
 #: Largest number of units :meth:`DBM.free_energy` enumerates by default (2**20 states).
@@ -218,7 +219,6 @@ class DBM(nn.Module):
         (:math:`2^{n}` states, refused above ``2 ** max_units``); the others are
         summed out analytically.
         """
-        from ebmlab.estimators.exact import enumerate_binary
 
         self.check_visible(v)
         hidden = range(1, self.n_layers)
