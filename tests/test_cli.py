@@ -211,3 +211,10 @@ def test_every_train_command_runs_a_tiny_model(tmp_path, capsys):
         code, out, err = run_cli(["train", model, *options, "--out", str(tmp_path / model)], capsys)
         assert code == 0, (model, err)
         assert (tmp_path / model / "config.yaml").is_file(), model
+
+
+def test_resume_refuses_other_settings(tmp_path, capsys):
+    run = tmp_path / "run"
+    run_cli([*TRAIN, "--out", str(run)], capsys)
+    code, _, err = run_cli(["train", "rbm", "--resume", str(run), "--epochs", "9"], capsys)
+    assert code == 2 and "drop --epochs" in err

@@ -79,3 +79,20 @@ def given_on_command_line(context: typer.Context, name: str) -> bool:
     from typer._click.core import ParameterSource
 
     return context.get_parameter_source(name) == ParameterSource.COMMANDLINE
+
+
+def check_resume_alone(context: typer.Context, *, allowed: Iterable[str] = ()) -> None:
+    """Refuse settings next to ``--resume``: a resumed run continues exactly as configured."""
+    from typer._click.core import ParameterSource
+
+    ignored = CONTROL_OPTIONS | set(allowed)
+    given = [
+        "--" + name.replace("_", "-")
+        for name in context.params
+        if name not in ignored and context.get_parameter_source(name) == ParameterSource.COMMANDLINE
+    ]
+    if given:
+        raise ValueError(
+            f"--resume continues a run exactly as its config.yaml says; drop {', '.join(given)} "
+            "(or start a new run with --config RUN_DIR/config.yaml and your changes)"
+        )

@@ -20,6 +20,7 @@ from ebmlab.cli.options import (
     SeedOption,
 )
 from ebmlab.cli.settings import (
+    check_resume_alone,
     given_on_command_line,
     in_section,
     merged_settings,
@@ -86,6 +87,7 @@ def train_rbm(
     from ebmlab.experiments.rbm import RBMExperimentConfig, resume_rbm, run_rbm
 
     if resume is not None:
+        check_resume_alone(context)
         run = resume_rbm(resume, progress=progress)
     else:
         if out is None:
@@ -113,6 +115,7 @@ def train_rbm(
 
 @app.command("ebm2d")
 def train_ebm2d(
+    context: typer.Context,
     dataset: DatasetOption = "8gaussians",
     iterations: int = typer.Option(2000, help="Parameter updates."),
     lr: float = typer.Option(1e-3, help="Adam learning rate."),
@@ -135,6 +138,7 @@ def train_ebm2d(
     from ebmlab.experiments.ebm2d import EBM2DConfig, run_ebm2d
 
     if resume is not None:
+        check_resume_alone(context)
         path = run_ebm2d(None, resume, resume=True)
     else:
         if out is None:
@@ -208,6 +212,7 @@ def train_dbn(
     from ebmlab.experiments.dbn import DBNExperimentConfig, resume_dbn, run_dbn
 
     if resume is not None:
+        check_resume_alone(context)
         run = resume_dbn(resume, progress=progress)
     else:
         if out is None:
@@ -300,6 +305,7 @@ def train_dbm(
     from ebmlab.experiments.dbm import DBMExperimentConfig, resume_dbm, run_dbm
 
     if resume is not None:
+        check_resume_alone(context)
         run = resume_dbm(resume, progress=progress)
     else:
         if out is None:
@@ -347,6 +353,7 @@ def train_bm(
     from ebmlab.experiments.run_folder import RunFolder
 
     if resume is not None:
+        check_resume_alone(context)
         path = run_bm(BMConfig.from_dict(RunFolder(resume).read_config()), resume, resume=True)
     else:
         if out is None:
@@ -432,6 +439,7 @@ def train_jem(
     from ebmlab.experiments.jem import JEMExperimentConfig, resume_jem, run_jem
 
     if resume is not None:
+        check_resume_alone(context, allowed=("iterations",))
         extend = iterations if given_on_command_line(context, "iterations") else None
         run = resume_jem(resume, n_iterations=extend, progress=progress)
     else:
