@@ -33,6 +33,9 @@ def evaluate_run(run_dir: str | Path, **options: Any) -> dict[str, Any]:
         raise RunFolderError(f"evaluation of {model!r} runs is not supported")
     # Models differ in what they can estimate (a tiny BM is always exact): pass what applies.
     accepted = inspect.signature(evaluate).parameters
+    asked = [name for name in ("loglik", "ood") if options.get(name) and name not in accepted]
+    if asked:
+        raise ValueError(f"{', '.join('--' + name for name in asked)} does not apply to {model!r} runs")
     return evaluate(run_dir, **{k: v for k, v in options.items() if k in accepted})
 
 
