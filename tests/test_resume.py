@@ -38,7 +38,11 @@ def kill_after_checkpoints(run, n_checkpoints: int) -> None:
     process = ebmlab(*ARGS, "--out", str(run))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
-        if len(list((run / "checkpoints").glob("step-*.safetensors"))) >= n_checkpoints:
+        # Older checkpoints are pruned (keep_last), so watch the newest step, not the count.
+        steps = [
+            int(p.stem.split("-")[1]) for p in (run / "checkpoints").glob("step-*.safetensors")
+        ]
+        if steps and max(steps) >= n_checkpoints:
             break
         time.sleep(0.005)
     process.kill()

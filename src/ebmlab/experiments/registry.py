@@ -16,8 +16,12 @@ def run_model_name(run_dir: str | Path) -> str:
     return str(RunFolder(run_dir).read_config()["model"])
 
 
-def evaluate_run(run_dir: str | Path, **options: Any) -> dict[str, Any]:
-    """Evaluate any run folder; see each model's ``evaluate_*`` for the keys."""
+def evaluate_run(run_dir: str | Path, *, strict: bool = True, **options: Any) -> dict[str, Any]:
+    """Evaluate any run folder; see each model's ``evaluate_*`` for the keys.
+
+    With ``strict``, asking for ``loglik`` or ``ood`` from a model that cannot give
+    them is an error; otherwise (the report) such options are simply not passed.
+    """
     model = run_model_name(run_dir)
     if model == "rbm":
         from ebmlab.experiments.rbm import evaluate_rbm as evaluate
@@ -34,8 +38,10 @@ def evaluate_run(run_dir: str | Path, **options: Any) -> dict[str, Any]:
     # Models differ in what they can estimate (a tiny BM is always exact): pass what applies.
     accepted = inspect.signature(evaluate).parameters
     asked = [name for name in ("loglik", "ood") if options.get(name) and name not in accepted]
-    if asked:
-        raise ValueError(f"{', '.join('--' + name for name in asked)} does not apply to {model!r} runs")
+    if asked and strict:
+        raise ValueError(
+            f"{', '.join('--' + name for name in asked)} does not apply to {model!r} runs"
+        )
     return evaluate(run_dir, **{k: v for k, v in options.items() if k in accepted})
 
 

@@ -102,7 +102,9 @@ def report_row(
 
     run_dir = Path(run_dir)
     model_name = run_model_name(run_dir)
-    result = evaluate_run(run_dir, loglik=loglik, n_betas=n_betas, seed=seed, progress=False)
+    result = evaluate_run(
+        run_dir, strict=False, loglik=loglik, n_betas=n_betas, seed=seed, progress=False
+    )
     model_class, model = _describe(model_name, result)
     row = ReportRow(
         run=str(run_dir),

@@ -138,11 +138,7 @@ class ContrastiveDivergence:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         chains = state.get("chains")
         if chains is not None:
-            reference = self.model.weight
-            if chains.ndim != 2 or chains.shape[1] != reference.shape[0]:
-                raise ValueError(
-                    f"persistent chains must have {reference.shape[0]} columns; got shape {tuple(chains.shape)}"
-                )
             # Checkpoints load on the CPU; the chains continue on the model's device.
+            reference = next(self.model.parameters())
             chains = chains.to(device=reference.device, dtype=reference.dtype)
         self.chains = chains
