@@ -46,7 +46,7 @@ def states_to_index(x: torch.Tensor) -> torch.Tensor:
 
 # ----- construction, shapes and errors ---------------------------------------------------
 def test_layers_and_state_dict_keys():
-    dbn = DBN([10, 7, 5, 3])
+    dbn = DBN([10, 7, 5, 3], generator=torch.Generator().manual_seed(0))
     assert [(r.n_visible, r.n_hidden) for r in dbn.rbms] == [(10, 7), (7, 5), (5, 3)]
     assert dbn.n_layers == 3 and dbn.n_visible == 10 and dbn.top is dbn.rbms[2]
     assert "rbms.0.weight" in dbn.state_dict() and "rbms.2.hidden_bias" in dbn.state_dict()
@@ -68,7 +68,7 @@ def test_bad_layer_sizes_raise(sizes, error):
 
 
 def test_transform_shapes_and_errors():
-    dbn = DBN([6, 4, 3])
+    dbn = DBN([6, 4, 3], generator=torch.Generator().manual_seed(0))
     v = torch.rand(5, 6)
     assert dbn.transform(v).shape == (5, 3)
     assert dbn.transform(v, layer=1).shape == (5, 4)
@@ -98,7 +98,7 @@ def test_sample_shapes_and_reproducibility():
 
 # ----- a one-layer DBN is its RBM ------------------------------------------------------------
 def test_one_layer_dbn_likelihood_equals_its_rbm(tiny_rbm):
-    dbn = DBN([6, 4], dtype=torch.float64)
+    dbn = DBN([6, 4], dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     dbn.rbms[0].load_state_dict(tiny_rbm.state_dict())
     vs = all_binary(6)
     log_weights = -tiny_rbm.free_energy(vs)
@@ -110,7 +110,7 @@ def test_one_layer_dbn_likelihood_equals_its_rbm(tiny_rbm):
 
 
 def test_one_layer_dbn_samples_follow_the_rbm_marginal(tiny_rbm):
-    dbn = DBN([6, 4], dtype=torch.float64)
+    dbn = DBN([6, 4], dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     dbn.rbms[0].load_state_dict(tiny_rbm.state_dict())
     n = 4000
     samples = dbn.sample(n, 50, mean=False, generator=torch.Generator().manual_seed(0))
@@ -169,7 +169,7 @@ def test_sampled_bound_agrees_with_the_enumerated_bound():
 def test_bound_is_tight_when_the_top_rbm_is_the_transposed_bottom(tiny_rbm):
     # Then p_top(h1) is the RBM's own marginal over h1, the DBN is the RBM, and Q(h1|v) is its
     # exact posterior: bound = log p(v) = the RBM's log-likelihood, for every v.
-    dbn = DBN([6, 4, 6], dtype=torch.float64)
+    dbn = DBN([6, 4, 6], dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     dbn.rbms[0].load_state_dict(tiny_rbm.state_dict())
     with torch.no_grad():
         dbn.rbms[1].weight.copy_(tiny_rbm.weight.t())
@@ -225,4 +225,7 @@ def test_bound_rejects_grey_data_and_bad_exact_requests():
 
 
 def test_bernoulli_rbm_is_the_layer_type():
-    assert all(isinstance(r, BernoulliRBM) for r in DBN([3, 2, 2]).rbms)
+    assert all(
+        isinstance(r, BernoulliRBM)
+        for r in DBN([3, 2, 2], generator=torch.Generator().manual_seed(0)).rbms
+    )

@@ -30,7 +30,7 @@ def bars_data() -> torch.Tensor:
 # ----- greedy training ---------------------------------------------------------------------
 def test_greedy_training_visits_layers_in_order_with_their_configs():
     data = bars_data()
-    dbn = DBN([9, 5, 4], dtype=torch.float64)
+    dbn = DBN([9, 5, 4], dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     seen = []
     configs = [CDConfig(epochs=2, batch_size=20), CDConfig(epochs=3, batch_size=20)]
     before = copy.deepcopy(dbn.state_dict())
@@ -46,7 +46,7 @@ def test_greedy_training_visits_layers_in_order_with_their_configs():
 
 
 def test_greedy_rejects_wrong_data_and_configs():
-    dbn = DBN([9, 5, 4])
+    dbn = DBN([9, 5, 4], generator=torch.Generator().manual_seed(0))
     generator = torch.Generator()
     with pytest.raises(ValueError, match="9 columns"):
         train_greedy(dbn, torch.rand(10, 8), CDConfig(epochs=1), generator=generator)
@@ -58,7 +58,7 @@ def test_greedy_rejects_wrong_data_and_configs():
 
 def test_upper_layer_trains_on_the_propagated_data():
     data = bars_data()
-    dbn = DBN([9, 5, 4], dtype=torch.float64)
+    dbn = DBN([9, 5, 4], dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     trainer = GreedyTrainer(
         dbn, CDConfig(epochs=1), propagation="sample", generator=torch.Generator().manual_seed(0)
     )
@@ -76,12 +76,13 @@ def test_greedy_second_layer_raises_the_bound_on_tiny_data():
     # its bound equals the RBM's exact log-likelihood; training the second RBM on fresh
     # samples of Q(h1|v) every epoch must then raise the bound (Hinton et al. 2006, sec. 4).
     data = bars_data()
-    dbn = DBN([9, 6, 9], dtype=torch.float64)
+    # A seeded initialisation: the global RNG would make the result depend on test order.
+    dbn = DBN([9, 6, 9], dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     rbm_log_likelihood = {}
 
     def after_epoch(layer, epoch, record):
         if layer == 0 and epoch == 60:
-            one_layer = DBN([9, 6], dtype=torch.float64)
+            one_layer = DBN([9, 6], dtype=torch.float64, generator=torch.Generator().manual_seed(0))
             one_layer.rbms[0].load_state_dict(dbn.rbms[0].state_dict())
             rbm_log_likelihood["value"] = dbn_exact_log_likelihood(one_layer, data).mean().item()
 
@@ -98,9 +99,9 @@ def test_greedy_second_layer_raises_the_bound_on_tiny_data():
         on_epoch=after_epoch,
     )
     bound = dbn_log_likelihood_bound(dbn, data, exact=True).value
-    # Everything is exact (enumeration), so the margin is not a statistical tolerance: the
-    # gain measured with these settings is about 0.3 nats against nat-level differences.
-    assert bound > rbm_log_likelihood["value"] + 0.1
+    # Everything is exact (enumeration) and seeded, so the margin is not a statistical
+    # tolerance: over initialisation seeds 1-5 the gain measured 0.10 to 0.48 nats.
+    assert bound > rbm_log_likelihood["value"] + 0.05
     assert bound <= dbn_exact_log_likelihood(dbn, data).mean().item()
 
 
@@ -153,7 +154,9 @@ def test_classifier_is_initialised_exactly_from_the_dbn():
 def test_random_baseline_has_the_same_architecture_and_is_seeded():
     a = DBNClassifier([9, 5, 4], 3, generator=torch.Generator().manual_seed(1))
     b = DBNClassifier([9, 5, 4], 3, generator=torch.Generator().manual_seed(1))
-    pretrained = DBNClassifier.from_dbn(DBN([9, 5, 4]), 3)
+    pretrained = DBNClassifier.from_dbn(
+        DBN([9, 5, 4], generator=torch.Generator().manual_seed(0)), 3
+    )
     shapes = [p.shape for p in pretrained.parameters()]
     assert [p.shape for p in a.parameters()] == shapes
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
