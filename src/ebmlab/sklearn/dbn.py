@@ -27,31 +27,18 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ebmlab._validation import (
-    check_nonnegative_int,
     check_positive_float,
-    check_positive_int,
     check_probability,
     check_unit_interval,
 )
 from ebmlab.models.dbn import DBN
+from ebmlab.sklearn._common import SEED_BOUND, TORCH_DTYPES, as_int, to_tensor
 from ebmlab.training.finetune import DBNClassifier as _TorchDBNClassifier
 from ebmlab.training.finetune import FinetuneConfig, finetune
 from ebmlab.training.greedy import train_greedy
 from ebmlab.training.trainer import CDConfig
 
 __all__ = ["DBNClassifier"]
-
-_TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
-_SEED_BOUND = np.iinfo(np.int32).max
-
-
-def _as_int(name: str, value: object, *, minimum: int) -> int:
-    """Accept Python and NumPy integers (GridSearchCV grids are often NumPy arrays)."""
-    if isinstance(value, Integral) and not isinstance(value, bool | np.bool_):
-        value = int(value)
-    if minimum == 0:
-        return check_nonnegative_int(name, value)
-    return check_positive_int(name, value)
 
 
 def _hidden_sizes(value: object) -> tuple[int, ...]:
@@ -63,14 +50,9 @@ def _hidden_sizes(value: object) -> tuple[int, ...]:
             f"such as (256, 256); got {value!r}"
         )
     try:
-        return tuple(_as_int("hidden_layer_sizes", size, minimum=1) for size in sizes)
+        return tuple(as_int("hidden_layer_sizes", size, minimum=1) for size in sizes)
     except ValueError:
         raise ValueError(f"hidden_layer_sizes must hold positive integers; got {value!r}") from None
-
-
-def _to_tensor(X: np.ndarray, device: torch.device) -> torch.Tensor:
-    """``X`` as a tensor on ``device``; read-only arrays (e.g. memmaps) are copied first."""
-    return torch.from_numpy(X if X.flags.writeable else X.copy()).to(device)
 
 
 class DBNClassifier(
@@ -201,9 +183,9 @@ class DBNClassifier(
         labels = torch.from_numpy(encoder.transform(y).astype(np.int64)).to(device)
         self._check_n_samples(X.shape[0])
         init_seed, pretrain_seed, head_seed, finetune_seed = (
-            int(seed) for seed in check_random_state(self.random_state).randint(_SEED_BOUND, size=4)
+            int(seed) for seed in check_random_state(self.random_state).randint(SEED_BOUND, size=4)
         )
-        data = _to_tensor(X, device)
+        data = to_tensor(X, device)
         layer_sizes = (X.shape[1], *sizes)
         model = self._network(data, layer_sizes, seeds=(init_seed, pretrain_seed, head_seed))
         self._finetune(model, data, labels, seed=finetune_seed)
@@ -322,14 +304,14 @@ class DBNClassifier(
     def _check_hyperparameters(self) -> tuple[tuple[int, ...], torch.device]:
         """Validate the constructor arguments (scikit-learn checks them at fit time)."""
         sizes = _hidden_sizes(self.hidden_layer_sizes)
-        _as_int("pretrain_epochs", self.pretrain_epochs, minimum=0)
+        as_int("pretrain_epochs", self.pretrain_epochs, minimum=0)
         check_positive_float("pretrain_learning_rate", self.pretrain_learning_rate)
-        _as_int("cd_k", self.cd_k, minimum=1)
-        _as_int("batch_size", self.batch_size, minimum=1)
-        _as_int("finetune_epochs", self.finetune_epochs, minimum=0)
+        as_int("cd_k", self.cd_k, minimum=1)
+        as_int("batch_size", self.batch_size, minimum=1)
+        as_int("finetune_epochs", self.finetune_epochs, minimum=0)
         check_positive_float("finetune_learning_rate", self.finetune_learning_rate)
         check_probability("validation_fraction", self.validation_fraction, open_interval=True)
-        _as_int("patience", self.patience, minimum=0)
+        as_int("patience", self.patience, minimum=0)
         return sizes, self._device()
 
     def _device(self) -> torch.device:
@@ -383,7 +365,7 @@ class DBNClassifier(
             layer_sizes,
             self.coefs_[-1].shape[1],
             generator=torch.Generator(),
-            dtype=_TORCH_DTYPES[X.dtype],
+            dtype=TORCH_DTYPES[X.dtype],
             device=device,
         )
         with torch.no_grad():
@@ -392,7 +374,7 @@ class DBNClassifier(
             ):
                 layer.weight.copy_(torch.from_numpy(coef.T.copy()))
                 layer.bias.copy_(torch.from_numpy(intercept))
-        return model.eval(), _to_tensor(X, device)
+        return model.eval(), to_tensor(X, device)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -11,7 +11,6 @@ attributes, so the estimator pickles, clones and deep-copies like any other.
 from __future__ import annotations
 
 import time
-from numbers import Integral
 
 import numpy as np
 import scipy.sparse as sp
@@ -21,34 +20,16 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ebmlab._validation import (
-    check_nonnegative_int,
     check_positive_float,
-    check_positive_int,
     check_unit_interval,
 )
 from ebmlab.estimators.pseudo_likelihood import pseudo_log_likelihood
 from ebmlab.models.rbm import BernoulliRBM as _TorchRBM
 from ebmlab.samplers.gibbs import BlockGibbs
+from ebmlab.sklearn._common import SEED_BOUND, TORCH_DTYPES, as_int, to_tensor
 from ebmlab.training.trainer import CDConfig, CDTrainer, NonFiniteError
 
 __all__ = ["BernoulliRBM"]
-
-_TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
-_SEED_BOUND = np.iinfo(np.int32).max
-
-
-def _to_tensor(X: np.ndarray, device: torch.device) -> torch.Tensor:
-    """``X`` as a tensor on ``device``; read-only arrays (e.g. memmaps) are copied first."""
-    return torch.from_numpy(X if X.flags.writeable else X.copy()).to(device)
-
-
-def _as_int(name: str, value: object, *, minimum: int) -> int:
-    """Accept Python and NumPy integers (GridSearchCV grids are often NumPy arrays)."""
-    if isinstance(value, Integral) and not isinstance(value, bool | np.bool_):
-        value = int(value)
-    if minimum == 0:
-        return check_nonnegative_int(name, value)
-    return check_positive_int(name, value)
 
 
 class BernoulliRBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -164,7 +145,7 @@ class BernoulliRBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         X = self._check_visible(X, reset=True)
         model, generator = self._initialise(X, device)
         trainer = self._trainer(model, generator)
-        data = _to_tensor(X, device)
+        data = to_tensor(X, device)
         begin = time.perf_counter()
         for iteration in range(1, self.n_iter + 1):
             trainer.train_epoch(data)
@@ -202,7 +183,7 @@ class BernoulliRBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         trainer = self._trainer(model, generator)
         if self.persistent and getattr(self, "_chains", None) is not None:
             trainer.objective.chains = torch.tensor(self._chains, device=device)
-        loss = trainer.update(_to_tensor(X, device))
+        loss = trainer.update(to_tensor(X, device))
         parameters = torch.cat([p.detach().flatten() for p in model.parameters()])
         if not (np.isfinite(loss) and torch.isfinite(parameters).all()):
             raise NonFiniteError(
@@ -214,13 +195,13 @@ class BernoulliRBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
     def _initialise(self, X: np.ndarray, device: torch.device) -> tuple[_TorchRBM, torch.Generator]:
         """A fresh model (weights N(0, 0.01^2), zero biases) and the training generator."""
-        init_seed, train_seed = check_random_state(self.random_state).randint(_SEED_BOUND, size=2)
+        init_seed, train_seed = check_random_state(self.random_state).randint(SEED_BOUND, size=2)
         # The model draws its initial weights on the CPU, then moves them to ``device``.
         model = _TorchRBM(
             X.shape[1],
             int(self.n_components),
             generator=torch.Generator().manual_seed(int(init_seed)),
-            dtype=_TORCH_DTYPES[X.dtype],
+            dtype=TORCH_DTYPES[X.dtype],
             device=device,
         )
         generator = torch.Generator(device=device).manual_seed(int(train_seed))
@@ -287,7 +268,7 @@ class BernoulliRBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         X = self._check_visible(X, reset=False)
         model, device = self._model(X.dtype), self._device()
         with torch.no_grad():
-            return model.mean_h(_to_tensor(X, device)).cpu().numpy()
+            return model.mean_h(to_tensor(X, device)).cpu().numpy()
 
     def gibbs(self, v):
         """One block Gibbs sweep, :math:`h \\sim p(h \\mid v)` then :math:`v' \\sim p(v \\mid h)`.
@@ -310,7 +291,7 @@ class BernoulliRBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         device = self._device()
         sampler = BlockGibbs(self._model(v.dtype, device))
         generator = self._generator(device)
-        state, _ = sampler.step(sampler.init(_to_tensor(v, device)), generator=generator)
+        state, _ = sampler.step(sampler.init(to_tensor(v, device)), generator=generator)
         self._save_generator(generator)
         return state.visible.cpu().numpy()
 
@@ -336,22 +317,22 @@ class BernoulliRBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         check_is_fitted(self)
         X = self._check_visible(X, reset=False)
         device = self._device()
-        seed = int(check_random_state(self.random_state).randint(_SEED_BOUND))
+        seed = int(check_random_state(self.random_state).randint(SEED_BOUND))
         generator = torch.Generator(device=device).manual_seed(seed)
         model = self._model(X.dtype, device)
-        v = _to_tensor(X, device)
+        v = to_tensor(X, device)
         return pseudo_log_likelihood(model, v, generator=generator).cpu().numpy()
 
     # ----- helpers -------------------------------------------------------------------------
     def _check_hyperparameters(self) -> torch.device:
         """Validate the constructor arguments (scikit-learn checks them at fit time)."""
-        _as_int("n_components", self.n_components, minimum=1)
+        as_int("n_components", self.n_components, minimum=1)
         check_positive_float("learning_rate", self.learning_rate)
-        _as_int("batch_size", self.batch_size, minimum=1)
-        _as_int("n_iter", self.n_iter, minimum=0)
+        as_int("batch_size", self.batch_size, minimum=1)
+        as_int("n_iter", self.n_iter, minimum=0)
         if not isinstance(self.verbose, bool | np.bool_):
-            _as_int("verbose", self.verbose, minimum=0)
-        _as_int("cd_k", self.cd_k, minimum=1)
+            as_int("verbose", self.verbose, minimum=0)
+        as_int("cd_k", self.cd_k, minimum=1)
         if not isinstance(self.persistent, bool | np.bool_):
             raise TypeError(f"persistent must be a bool; got {self.persistent!r}")
         return self._device()
@@ -388,7 +369,7 @@ class BernoulliRBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     def _model(self, dtype: np.dtype, device: torch.device | None = None) -> _TorchRBM:
         """An ebmlab RBM holding the fitted attributes, in ``dtype``."""
         device = device or self._device()
-        torch_dtype = _TORCH_DTYPES[np.dtype(dtype)]
+        torch_dtype = TORCH_DTYPES[np.dtype(dtype)]
         n_components, n_features = self.components_.shape
         # A throwaway generator keeps the global torch RNG untouched (the weights are overwritten).
         model = _TorchRBM(
