@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +50,12 @@ class RBMExperimentConfig:
     dtype: str = "float32"
     keep_last: int = 3
     tensorboard: bool = False
-    training: CDConfig = field(default_factory=CDConfig)
+    training: CDConfig | None = None  # None: CDConfig's defaults, or GAUSSIAN_DEFAULTS for gaussian
 
     def __post_init__(self) -> None:
-        if isinstance(self.training, dict):
+        if self.training is None:
+            self.training = CDConfig(**(GAUSSIAN_DEFAULTS if self.visible == "gaussian" else {}))
+        elif isinstance(self.training, dict):
             self.training = CDConfig(**self.training)
         check_positive_int("n_hidden", self.n_hidden)
         check_choice("visible", self.visible, VISIBLE_UNITS)
