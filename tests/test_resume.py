@@ -85,3 +85,63 @@ def test_resume_after_sigkill_at_later_points(tmp_path, reference, n_checkpoints
     run = tmp_path / "run"
     kill_after_checkpoints(run, n_checkpoints)
     check_resumed_equals_reference(run, reference)
+
+
+JEM_ITERATIONS = 40
+JEM_ARGS = [
+    "train", "jem", "--iterations", str(JEM_ITERATIONS), "--n-steps", "2", "--buffer-size", "200",
+    "--width", "4", "--n-train", "200", "--warmup-iterations", "5", "--checkpoint-every", "5",
+    "--log-every", "5", "--seed", "2", "--no-progress",
+]  # fmt: skip
+
+
+def all_tensors(state, prefix="") -> dict:
+    """Every tensor of a nested checkpoint state, by its path."""
+    if isinstance(state, torch.Tensor):
+        return {prefix: state}
+    if isinstance(state, dict):
+        return {
+            k: v
+            for key, value in state.items()
+            for k, v in all_tensors(value, f"{prefix}.{key}").items()
+        }
+    if isinstance(state, list):
+        return {
+            k: v
+            for i, value in enumerate(state)
+            for k, v in all_tensors(value, f"{prefix}.{i}").items()
+        }
+    return {}
+
+
+@pytest.mark.slow
+def test_jem_resume_after_sigkill_is_bitwise_equal(tmp_path):
+    # Model, Adam moments, replay buffer and generator states all survive a SIGKILL.
+    reference, run = tmp_path / "reference", tmp_path / "run"
+    process = ebmlab(*JEM_ARGS, "--out", str(reference))
+    assert process.wait(timeout=300) == 0
+    process = ebmlab(*JEM_ARGS, "--out", str(run))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        steps = [
+            int(p.stem.split("-")[1]) for p in (run / "checkpoints").glob("step-*.safetensors")
+        ]
+        if steps and max(steps) >= 15:
+            break
+        time.sleep(0.005)
+    process.kill()
+    process.wait()
+    final = f"step-{JEM_ITERATIONS:08d}.safetensors"
+    assert not (run / "checkpoints" / final).exists(), "killed too late"
+    resumed = ebmlab("train", "jem", "--resume", str(run), "--no-progress")
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err.decode()
+    (model, extra), (model_ref, extra_ref) = (
+        load_checkpoint(r / "checkpoints" / final) for r in (run, reference)
+    )
+    expected = all_tensors(model_ref) | all_tensors(extra_ref)
+    actual = all_tensors(model) | all_tensors(extra)
+    assert actual.keys() == expected.keys()
+    assert any("buffer" in key for key in expected)  # the replay buffer is part of the state
+    for key, tensor in expected.items():
+        assert torch.equal(actual[key], tensor), key
