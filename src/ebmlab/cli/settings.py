@@ -96,3 +96,10 @@ def check_resume_alone(context: typer.Context, *, allowed: Iterable[str] = ()) -
             f"--resume continues a run exactly as its config.yaml says; drop {', '.join(given)} "
             "(or start a new run with --config RUN_DIR/config.yaml and your changes)"
         )
+
+
+def require_out(out: Path | None) -> Path:
+    """The run folder a new run needs; one clear error when it is missing."""
+    if out is None:
+        raise ValueError("--out is required (the run folder to create), or pass --resume RUN_DIR")
+    return out

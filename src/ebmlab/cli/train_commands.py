@@ -26,6 +26,7 @@ from ebmlab.cli.settings import (
     merged_settings,
     parse_sizes,
     read_settings_file,
+    require_out,
 )
 
 app = typer.Typer(help="Train a model into a run folder.", no_args_is_help=True)
@@ -90,10 +91,7 @@ def train_rbm(
         check_resume_alone(context)
         run = resume_rbm(resume, progress=progress)
     else:
-        if out is None:
-            raise ValueError(
-                "--out is required (the run folder to create), or pass --resume RUN_DIR"
-            )
+        require_out(out)
         settings = merged_settings(
             context, config, model="rbm", paths=in_section("training", CD_OPTIONS)
         )
@@ -141,10 +139,7 @@ def train_ebm2d(
         check_resume_alone(context)
         path = run_ebm2d(None, resume, resume=True)
     else:
-        if out is None:
-            raise ValueError(
-                "--out is required (the run folder to create), or pass --resume RUN_DIR"
-            )
+        require_out(out)
         config = EBM2DConfig(
             dataset=dataset,
             n_iterations=iterations,
@@ -215,10 +210,7 @@ def train_dbn(
         check_resume_alone(context)
         run = resume_dbn(resume, progress=progress)
     else:
-        if out is None:
-            raise ValueError(
-                "--out is required (the run folder to create), or pass --resume RUN_DIR"
-            )
+        require_out(out)
         context.params["layers"] = parse_sizes("layers", layers)
         settings = merged_settings(
             context,
@@ -308,10 +300,7 @@ def train_dbm(
         check_resume_alone(context)
         run = resume_dbm(resume, progress=progress)
     else:
-        if out is None:
-            raise ValueError(
-                "--out is required (the run folder to create), or pass --resume RUN_DIR"
-            )
+        require_out(out)
         context.params["layers"] = parse_sizes("layers", layers)
         paths = {"layers": "hidden_sizes"} | in_section("training", DBM_TRAINING)
         paths |= in_section("training.pretraining", DBM_PRETRAINING)
@@ -356,10 +345,7 @@ def train_bm(
         check_resume_alone(context)
         path = run_bm(BMConfig.from_dict(RunFolder(resume).read_config()), resume, resume=True)
     else:
-        if out is None:
-            raise ValueError(
-                "--out is required (the run folder to create), or pass --resume RUN_DIR"
-            )
+        require_out(out)
         settings = merged_settings(context, config, model="bm", paths=BM_RENAMES)
         path = run_bm(BMConfig.from_dict(settings), out, overwrite=overwrite)
     typer.echo(f"run folder: {path}  (figures in {Path(path) / 'figures'})")
@@ -443,10 +429,7 @@ def train_jem(
         extend = iterations if given_on_command_line(context, "iterations") else None
         run = resume_jem(resume, n_iterations=extend, progress=progress)
     else:
-        if out is None:
-            raise ValueError(
-                "--out is required (the run folder to create), or pass --resume RUN_DIR"
-            )
+        require_out(out)
         context.params["hidden_sizes"] = parse_sizes("hidden_sizes", hidden_sizes)
         context.params["decay_iterations"] = parse_sizes("decay_iterations", decay_iterations)
         paths = {"iterations": "training.n_iterations"} | in_section("training", JEM_TRAINING)
