@@ -31,6 +31,8 @@ def settings(args: argparse.Namespace, p_x_weight: float) -> JEMExperimentConfig
         p_x_weight=p_x_weight,
         n_steps=2 if args.tiny else args.n_steps,
         buffer_size=640 if args.tiny else 10_000,
+        buffer_init=args.buffer_init,
+        clamp=args.clamp,
         l2_weight=0.1,  # a small energy penalty keeps JEM stable (Grathwohl et al., appendix)
         checkpoint_every=max(1, iterations // 10),
         log_every=max(1, iterations // 100),
@@ -49,12 +51,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=6000)
     parser.add_argument("--n-steps", type=int, default=10, help="SGLD steps per iteration")
+    parser.add_argument(
+        "--buffer-init",
+        choices=("uniform", "class-gaussian", "class-gaussian-diagonal"),
+        default="uniform",
+        help="replay-buffer initialisation: U(-1, 1) (JEM) or per-class Gaussians (JEM++)",
+    )
+    parser.add_argument("--clamp", action="store_true", help="keep samples in [-1, 1] (JEM++)")
+    parser.add_argument(
+        "--only", choices=("classifier", "jem"), help="train and evaluate one of the two runs"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tiny", action="store_true", help="digits, 20 iterations: a smoke test")
     parser.add_argument("--out", type=Path, default=Path("runs/jem-fashion"))
     args = parser.parse_args()
     results = {}
-    for name, p_x_weight in (("classifier", 0.0), ("jem", 1.0)):
+    runs = (("classifier", 0.0), ("jem", 1.0))
+    for name, p_x_weight in runs:
+        if args.only not in (None, name):
+            continue
         run_dir = args.out / name
         start = time.perf_counter()
         run_jem(settings(args, p_x_weight), run_dir, overwrite=True, progress=not args.tiny)
@@ -68,7 +83,8 @@ def main() -> None:
         results[name] = {"train_seconds": seconds, **result}
         summary = {k: result[k] for k in ("test_accuracy", "ece")}
         print(f"{name}: {summary}, trained in {seconds:.0f} s", flush=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    suffix = f"-{args.only}" if args.only else ""
+    (args.out / f"results{suffix}.json").write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
