@@ -53,6 +53,11 @@ def test_train_eval_sample_on_digits(tmp_path, capsys):
     )
     assert code == 0 and (tmp_path / "s.png").is_file()
 
+    # JEM-only evaluation options are refused for an RBM run, naming the flag.
+    for option in (["--ood", "noise"], ["--refine-steps", "2"]):
+        code, _, err = run_cli(["eval", str(run), *option], capsys)
+        assert code == 2 and f"{option[0]} does not apply to 'rbm' runs" in err
+
 
 def test_data_list_and_info(capsys):
     code, out, _ = run_cli(["data", "list"], capsys)

@@ -6,8 +6,15 @@ import pytest
 import torch
 
 from ebmlab.experiments.jem import JEMExperimentConfig, load_jem, run_jem, sample_jem
-from ebmlab.experiments.jem_eval import OOD_SCORES, evaluate_jem, ood_inputs, ood_scores
+from ebmlab.experiments.jem_eval import (
+    OOD_SCORES,
+    evaluate_jem,
+    ood_inputs,
+    ood_scores,
+    refined_logits,
+)
 from ebmlab.experiments.run_folder import RunFolderError
+from ebmlab.models.jem import JEM
 from ebmlab.training.jem import JEMConfig
 
 
@@ -35,6 +42,47 @@ def test_evaluation_keys_and_figures(jem_run):
         assert all(0 <= v["auroc"] <= 1 for v in result["ood"][name].values())
     for path in result["figures"].values():
         assert path.endswith(".png") and (jem_run / "figures" / path.split("/")[-1]).is_file()
+
+
+def smooth_jem(seed: int) -> JEM:
+    torch.manual_seed(seed)
+    classifier = torch.nn.Sequential(
+        torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3)
+    ).double()
+    return JEM(classifier, n_classes=3)
+
+
+def test_refinement_without_steps_is_plain_classification():
+    model = smooth_jem(0)
+    x = torch.rand(30, 6, dtype=torch.float64) * 2 - 1
+    plain = model.logits(x).detach()
+    refined = refined_logits(model, x, n_steps=0, step_size=1.0, noise_scale=0.01, batch_size=7)
+    torch.testing.assert_close(refined, plain, rtol=0, atol=1e-12)  # batching changes rounding
+
+
+def test_noiseless_refinement_raises_log_px_of_every_input():
+    # With sigma = 0 and a small step the chain is gradient ascent on LSE_y f(x)[y]
+    # (a smooth network), so every input ends at higher unnormalised log p(x).
+    model = smooth_jem(1)
+    x = torch.rand(40, 6, dtype=torch.float64) * 2 - 1
+    before = torch.logsumexp(model.logits(x), dim=1).detach()
+    refined = refined_logits(model, x, n_steps=5, step_size=1e-2, noise_scale=0.0)
+    after = torch.logsumexp(refined, dim=1)
+    assert (after > before).all()
+    # ...and one step moves it by about step * ||grad||^2 (first-order Taylor).
+    x_grad = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(torch.logsumexp(model.logits(x_grad), dim=1).sum(), x_grad)
+    one = torch.logsumexp(refined_logits(model, x, n_steps=1, step_size=1e-4, noise_scale=0.0), 1)
+    torch.testing.assert_close(one - before, 1e-4 * grad.pow(2).sum(1), rtol=1e-2, atol=1e-9)
+
+
+def test_evaluation_reports_refined_accuracy_only_when_asked(jem_run):
+    plain = evaluate_jem(jem_run, ood=(), n_test=40, figures=False)
+    assert "refined_test_accuracy" not in plain
+    refined = evaluate_jem(jem_run, ood=(), n_test=40, refine_steps=3, figures=False)
+    assert refined["refine_steps"] == 3 and 0 <= refined["refined_test_accuracy"] <= 1
+    with pytest.raises(ValueError, match="refine_steps"):
+        evaluate_jem(jem_run, ood=(), n_test=4, refine_steps=-1, figures=False)
 
 
 def test_ood_dataset_with_another_shape_is_refused(jem_run):

@@ -40,12 +40,18 @@ def evaluate(
     ood: str | None = typer.Option(
         None, help="JEM only: OOD sets, comma-separated dataset names or noise, constant, flip."
     ),
+    refine_steps: int = typer.Option(
+        0,
+        help="JEM only: also classify test inputs after this many SGLD steps toward higher p(x).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
     """Evaluate a trained model on its dataset's test split."""
     from ebmlab.experiments.registry import evaluate_run
 
     options = {"loglik": loglik, "n_chains": n_chains, "n_betas": n_betas, "seed": seed}
+    if refine_steps:
+        options["refine_steps"] = refine_steps
     if ood is not None:
         options["ood"] = tuple(name.strip() for name in ood.split(",") if name.strip())
     result = evaluate_run(run_dir, **options)

@@ -19,7 +19,7 @@ def run_model_name(run_dir: str | Path) -> str:
 def evaluate_run(run_dir: str | Path, *, strict: bool = True, **options: Any) -> dict[str, Any]:
     """Evaluate any run folder; see each model's ``evaluate_*`` for the keys.
 
-    With ``strict``, asking for ``loglik`` or ``ood`` from a model that cannot give
+    With ``strict``, asking for ``loglik``, ``ood`` or ``refine_steps`` from a model that cannot give
     them is an error; otherwise (the report) such options are simply not passed.
     """
     model = run_model_name(run_dir)
@@ -37,11 +37,11 @@ def evaluate_run(run_dir: str | Path, *, strict: bool = True, **options: Any) ->
         raise RunFolderError(f"evaluation of {model!r} runs is not supported")
     # Models differ in what they can estimate (a tiny BM is always exact): pass what applies.
     accepted = inspect.signature(evaluate).parameters
-    asked = [name for name in ("loglik", "ood") if options.get(name) and name not in accepted]
+    specific = ("loglik", "ood", "refine_steps")
+    asked = [name for name in specific if options.get(name) and name not in accepted]
     if asked and strict:
-        raise ValueError(
-            f"{', '.join('--' + name for name in asked)} does not apply to {model!r} runs"
-        )
+        flags = ", ".join("--" + name.replace("_", "-") for name in asked)
+        raise ValueError(f"{flags} does not apply to {model!r} runs")
     return evaluate(run_dir, **{k: v for k, v in options.items() if k in accepted})
 
 
