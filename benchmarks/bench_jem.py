@@ -8,7 +8,7 @@ size. Reports the median over iterations of: the whole update; SGLD sampling
 (20 forward + input-gradient passes on the batch); the buffer's own work (draw,
 reinitialise, push back) measured apart; and the classifier step (one forward
 of data + negatives, backward, Adam). Also the classifier-only baseline
-(``p_x_weight = 0``).
+(``p_x_weight = 0``) and JEM with bfloat16 sampling (``sampling_dtype``).
 """
 
 from __future__ import annotations
@@ -27,12 +27,14 @@ from ebmlab.training.jem import JEMConfig
 from ebmlab.training.jem_trainer import JEMTrainer
 
 
-def build(args, p_x_weight: float) -> tuple[JEMTrainer, torch.Tensor, torch.Tensor]:
+def build(
+    args, p_x_weight: float, sampling_dtype: str = "float32"
+) -> tuple[JEMTrainer, torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
     model = JEM(SmallCNN(1, 28, 10, args.width, generator=generator), 10)
     config = JEMConfig(
         batch_size=args.batch_size, n_steps=args.n_steps, p_x_weight=p_x_weight,
-        warmup_iterations=0,
+        warmup_iterations=0, sampling_dtype=sampling_dtype,
     )  # fmt: skip
     trainer = JEMTrainer(model, config, seed=0, sample_shape=(784,))
     x = torch.rand((args.batch_size, 784), generator=generator) * 2 - 1
@@ -50,8 +52,8 @@ def buffer_seconds(trainer: JEMTrainer, batch_size: int, repeats: int = 50) -> f
     return statistics.median(times)
 
 
-def measure(args, p_x_weight: float) -> dict[str, float]:
-    trainer, x, y = build(args, p_x_weight)
+def measure(args, p_x_weight: float, sampling_dtype: str = "float32") -> dict[str, float]:
+    trainer, x, y = build(args, p_x_weight, sampling_dtype)
     trainer.update(x, y)  # warm-up: allocator, kernels
     records = []
     for _ in range(args.iterations):
@@ -77,13 +79,19 @@ def main() -> None:
     args = parser.parse_args()
     print(machine_summary())
     jem = measure(args, 1.0)
+    jem_bf16 = measure(args, 1.0, "bfloat16")
     baseline = measure(args, 0.0)
-    print(json.dumps({"jem": jem, "classifier_only": baseline, **vars(args)}, indent=2))
+    results = {"jem": jem, "jem_bfloat16_sampling": jem_bf16, "classifier_only": baseline}
+    print(json.dumps({**results, **vars(args)}, indent=2))
     share = jem["sample_seconds"] / jem["total_seconds"]
     print(
         f"JEM: {jem['total_seconds']:.3f} s/iteration (sampling {100 * share:.0f}%, of which "
         f"buffer {1000 * jem['buffer_seconds']:.2f} ms; classifier step "
         f"{jem['step_seconds']:.3f} s); classifier alone {baseline['total_seconds']:.3f} s"
+    )
+    print(
+        f"JEM with bfloat16 sampling: {jem_bf16['total_seconds']:.3f} s/iteration "
+        f"({jem['total_seconds'] / jem_bf16['total_seconds']:.2f}x float32)"
     )
 
 

@@ -261,6 +261,7 @@ def jem(n_iterations: int) -> list[dict]:
 
     settings = Namespace(iterations=n_iterations, width=16, n_steps=20, batch_size=64)
     jem_times, classifier_times = measure(settings, 1.0), measure(settings, 0.0)
+    bf16_times = measure(settings, 1.0, "bfloat16")
     total = jem_times["total_seconds"]
     note = (
         f"sampling {jem_times['sample_seconds'] / total:.0%}, buffer {1000 * jem_times['buffer_seconds']:.2f} ms, "
@@ -275,7 +276,16 @@ def jem(n_iterations: int) -> list[dict]:
             None,
             higher_is_better=False,
             note=note,
-        )
+        ),
+        _row(
+            "JEM as above, bfloat16 sampling",
+            bf16_times["total_seconds"],
+            "s/iteration",
+            "ebmlab float32",
+            total,
+            higher_is_better=False,
+            note=f"sampling {bf16_times['sample_seconds'] / bf16_times['total_seconds']:.0%}",
+        ),
     ]
 
 

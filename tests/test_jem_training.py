@@ -42,6 +42,7 @@ def tiny_trainer(**overrides) -> JEMTrainer:
         ("rollback_lr_factor", 2.0, r"rollback_lr_factor must lie in \(0, 1\]"),
         ("p_x_weight", -1.0, "p_x_weight must be a finite number >= 0"),
         ("reinit_prob", 1.5, r"reinit_prob must lie in \[0, 1\]"),
+        ("sampling_dtype", "float16", "sampling_dtype must be one of float32, bfloat16"),
     ],
 )
 def test_bad_config_values_raise(field, value, message):
@@ -164,9 +165,11 @@ def final(run_dir):
     return model, extra["local"]["buffer"]["buffer"], extra["local"]["generator"], strip
 
 
-def test_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path):
-    run_jem(small_config(), tmp_path / "full", progress=False)
-    run_jem(small_config(), tmp_path / "split", progress=False, stop_after=4)
+@pytest.mark.parametrize("sampling_dtype", ["float32", "bfloat16"])
+def test_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path, sampling_dtype):
+    config = small_config(sampling_dtype=sampling_dtype)
+    run_jem(config, tmp_path / "full", progress=False)
+    run_jem(config, tmp_path / "split", progress=False, stop_after=4)
     resume_jem(tmp_path / "split", progress=False)
     full, split = final(tmp_path / "full"), final(tmp_path / "split")
     assert full[0].keys() == split[0].keys()

@@ -355,7 +355,7 @@ JEM_TRAINING = frozenset(
     {
         "batch_size", "lr", "warmup_iterations", "decay_iterations", "decay_rate", "p_x_weight",
         "p_x_given_y_weight", "n_steps", "step_size", "noise_scale", "buffer_size", "reinit_prob",
-        "buffer_init", "class_conditional", "clamp", "l2_weight", "data_noise",
+        "buffer_init", "class_conditional", "clamp", "sampling_dtype", "l2_weight", "data_noise",
         "divergence_threshold", "max_rollbacks", "rollback_lr_factor", "checkpoint_every", "log_every",
     }
 )  # fmt: skip
@@ -398,6 +398,9 @@ def train_jem(
         False, "--class-conditional", help="Buffer split per class."
     ),
     clamp: bool = typer.Option(False, "--clamp", help="Clamp samples to [-1, 1] (JEM++)."),
+    sampling_dtype: str = typer.Option(
+        "float32", help="float32 or bfloat16: precision of the SGLD passes (bfloat16 is faster)."
+    ),
     l2_weight: float = typer.Option(0.0, help="L2 penalty on energies (about 0.1 stabilises)."),
     data_noise: float = typer.Option(0.03, help="Standard deviation of the noise added to data."),
     divergence_threshold: float = typer.Option(

@@ -11,6 +11,7 @@ from ebmlab.samplers.dbm_gibbs import DBMBlockGibbs, DBMGibbsState, sample_dbm
 from ebmlab.samplers.gibbs import BlockGibbs, GibbsState, sample_visible
 from ebmlab.samplers.langevin import Langevin, LangevinState, energy_and_grad
 from ebmlab.samplers.mala import MALA, MALAState
+from ebmlab.samplers.precision import autocast_energy
 from ebmlab.samplers.replay_buffer import ClassGaussianInit, GaussianInit, ReplayBuffer, UniformInit
 from ebmlab.samplers.schedules import ConstantSchedule, PolynomialDecay
 from ebmlab.samplers.sgld import SGLD, PreconditionedSGLD, SampleCollector
@@ -36,6 +37,7 @@ __all__ = [
     "SampleCollector",
     "Sampler",
     "UniformInit",
+    "autocast_energy",
     "energy_and_grad",
     "run_chain",
     "sample_dbm",

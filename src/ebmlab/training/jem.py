@@ -24,6 +24,7 @@ from ebmlab._validation import (
     check_probability,
 )
 from ebmlab.models.jem import energy_from_logits
+from ebmlab.samplers.precision import SAMPLING_DTYPES
 from ebmlab.samplers.replay_buffer import ClassGaussianInit, ReplayBuffer, UniformInit
 from ebmlab.training.distributed import DistributedContext
 
@@ -42,7 +43,9 @@ class JEMConfig:
     with the same code (no sampling, no buffer). ``buffer_init`` is ``uniform``
     (U(-1, 1), JEM) or ``class-gaussian`` / ``class-gaussian-diagonal`` (JEM++'s
     informative initialisation, fitted to the training data). ``clamp`` keeps
-    samples in [-1, 1] (JEM++). ``divergence_threshold`` bounds |loss| and the
+    samples in [-1, 1] (JEM++). ``sampling_dtype="bfloat16"`` runs the SGLD
+    steps' forward and input-gradient passes in bfloat16 (several times faster
+    on CPUs with AMX; the training update stays float32). ``divergence_threshold`` bounds |loss| and the
     mean |energy|; beyond it (or on NaN/inf) training rolls back.
     """
 
@@ -62,6 +65,7 @@ class JEMConfig:
     buffer_init: str = "uniform"
     class_conditional: bool = False
     clamp: bool = False
+    sampling_dtype: str = "float32"
     l2_weight: float = 0.0
     data_noise: float = 0.03
     divergence_threshold: float = 1e4
@@ -88,6 +92,7 @@ class JEMConfig:
         check_nonnegative_float("data_noise", self.data_noise)
         check_probability("reinit_prob", self.reinit_prob)
         check_choice("buffer_init", self.buffer_init, BUFFER_INITS)
+        check_choice("sampling_dtype", self.sampling_dtype, SAMPLING_DTYPES)
         factor = check_positive_float("rollback_lr_factor", self.rollback_lr_factor)
         if factor > 1:
             raise ValueError(f"rollback_lr_factor must lie in (0, 1]; got {factor!r}")

@@ -18,6 +18,7 @@ import torch
 from ebmlab.models.jem import JEM
 from ebmlab.samplers.base import run_chain
 from ebmlab.samplers.langevin import Langevin
+from ebmlab.samplers.precision import autocast_energy
 from ebmlab.samplers.replay_buffer import ReplayBuffer
 from ebmlab.training.distributed import DistributedContext, any_rank, mean_over_ranks
 from ebmlab.training.jem import (
@@ -121,7 +122,7 @@ class JEMTrainer:
             batch_size, generator=self.generator, y=y if conditional else None
         )
         sampler = Langevin(
-            lambda x: self.model.energy(x, y),
+            autocast_energy(lambda x: self.model.energy(x, y), self.config.sampling_dtype),
             step_size=self.config.step_size,
             noise_scale=self.config.noise_scale,
             clamp=(-1.0, 1.0) if self.config.clamp else None,
