@@ -17,7 +17,7 @@ from ebmlab._validation import check_choice, check_nonnegative_int, check_positi
 from ebmlab.models.jem import JEM
 from ebmlab.samplers.base import run_chain
 from ebmlab.samplers.langevin import Langevin
-from ebmlab.samplers.precision import autocast_energy
+from ebmlab.training.jem import jem_sampler
 
 SYNTHETIC_OOD = ("noise", "constant", "flip")
 OOD_SCORES = ("log_px", "max_py", "grad_norm")
@@ -118,12 +118,7 @@ def draw_samples(
     else:
         x0 = (torch.rand((n, _n_features(model)), generator=generator) * 2 - 1).to(device)
     y = None if class_ is None else torch.full((n,), class_, dtype=torch.long, device=device)
-    sampler = Langevin(
-        autocast_energy(lambda x: model.energy(x, y), training.sampling_dtype),
-        step_size=training.step_size,
-        noise_scale=training.noise_scale,
-        clamp=(-1.0, 1.0) if training.clamp else None,
-    )
+    sampler = jem_sampler(model, training, y)
     state, _, _ = run_chain(sampler, sampler.init(x0), n_steps, generator=generator)
     return state.x.detach()
 

@@ -24,7 +24,8 @@ from ebmlab._validation import (
     check_probability,
 )
 from ebmlab.models.jem import energy_from_logits
-from ebmlab.samplers.precision import SAMPLING_DTYPES
+from ebmlab.samplers.langevin import Langevin
+from ebmlab.samplers.precision import SAMPLING_DTYPES, autocast_energy
 from ebmlab.samplers.replay_buffer import ClassGaussianInit, ReplayBuffer, UniformInit
 from ebmlab.training.distributed import DistributedContext
 
@@ -288,6 +289,20 @@ class MinibatchStream:
         local = self.batch_size // self.context.world_size
         part = slice(self.context.rank * local, (self.context.rank + 1) * local)
         return x[part], self.y[rows.to(self.y.device)][part]
+
+
+def jem_sampler(model: Any, config: JEMConfig, y: torch.Tensor | None = None) -> Langevin:
+    """The SGLD sampler ``config`` describes, on :math:`E(x)` or, given ``y``, :math:`E(x, y)`.
+
+    Step size, noise scale, clamping to [-1, 1] and the precision of the passes
+    all come from ``config``, so training, evaluation and sampling agree.
+    """
+    return Langevin(
+        autocast_energy(lambda x: model.energy(x, y), config.sampling_dtype),
+        step_size=config.step_size,
+        noise_scale=config.noise_scale,
+        clamp=(-1.0, 1.0) if config.clamp else None,
+    )
 
 
 def build_buffer(

@@ -17,8 +17,6 @@ import torch
 
 from ebmlab.models.jem import JEM
 from ebmlab.samplers.base import run_chain
-from ebmlab.samplers.langevin import Langevin
-from ebmlab.samplers.precision import autocast_energy
 from ebmlab.samplers.replay_buffer import ReplayBuffer
 from ebmlab.training.distributed import DistributedContext, any_rank, mean_over_ranks
 from ebmlab.training.jem import (
@@ -31,6 +29,7 @@ from ebmlab.training.jem import (
     build_buffer,
     divergence_reason,
     jem_loss,
+    jem_sampler,
 )
 
 
@@ -121,12 +120,7 @@ class JEMTrainer:
         x0, slots = self.buffer.sample(
             batch_size, generator=self.generator, y=y if conditional else None
         )
-        sampler = Langevin(
-            autocast_energy(lambda x: self.model.energy(x, y), self.config.sampling_dtype),
-            step_size=self.config.step_size,
-            noise_scale=self.config.noise_scale,
-            clamp=(-1.0, 1.0) if self.config.clamp else None,
-        )
+        sampler = jem_sampler(self.model, self.config, y)
         state, _, _ = run_chain(
             sampler, sampler.init(x0), self.config.n_steps, generator=self.generator
         )
