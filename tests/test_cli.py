@@ -179,7 +179,33 @@ def test_tensorboard_logs_scalars_histograms_and_samples(tmp_path, capsys):
     assert "weight" in tags["histograms"] and "samples" in tags["images"]
 
 
-def test_tensorboard_missing_is_one_clear_error(tmp_path, capsys, monkeypatch):
+def test_tensorboard_for_a_jem_run(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "jem"
+    args = ["train", "jem", "--iterations", "4", "--batch-size", "8", "--buffer-size", "40",
+            "--n-steps", "2", "--width", "4", "--n-train", "64", "--warmup-iterations", "1",
+            "--log-every", "2", "--checkpoint-every", "2", "--no-progress", "--tensorboard",
+            "--out", str(run)]  # fmt: skip
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    events = EventAccumulator(
+        str(run / "tensorboard"), size_guidance={"histograms": 0, "images": 0}
+    )
+    events.Reload()
+    tags = events.Tags()
+    assert {"loss", "classification_loss", "energy_negative"} <= set(tags["scalars"])
+    assert [e.step for e in events.Scalars("loss")] == [2, 4]
+    assert tags["histograms"] and [e.step for e in events.Images("replay_buffer")] == [0, 2, 4]
+    assert "tensorboard: true" in (run / "config.yaml").read_text()
+    # Reading the run back needs no tensorboard: only training writes to it.
+    hide_tensorboard(monkeypatch)
+    code, out, err = run_cli(["eval", str(run), "--json"], capsys)
+    assert code == 0 and "test_accuracy" in json.loads(out), err
+
+
+def hide_tensorboard(monkeypatch) -> None:
     import builtins
 
     real_import = builtins.__import__
@@ -190,6 +216,10 @@ def test_tensorboard_missing_is_one_clear_error(tmp_path, capsys, monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+
+
+def test_tensorboard_missing_is_one_clear_error(tmp_path, capsys, monkeypatch):
+    hide_tensorboard(monkeypatch)
     run = tmp_path / "run"
     code, _, err = run_cli([*TRAIN, "--tensorboard", "--out", str(run)], capsys)
     assert code == 2 and "needs the tensorboard package" in err and not run.exists()

@@ -30,3 +30,9 @@ OverwriteOption = Annotated[
 ProgressOption = Annotated[
     bool, typer.Option("--progress/--no-progress", help="Show progress bars.")
 ]
+TensorBoardOption = Annotated[
+    bool,
+    typer.Option(
+        "--tensorboard", help="Also log scalars, histograms and samples to RUN_DIR/tensorboard."
+    ),
+]

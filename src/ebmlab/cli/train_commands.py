@@ -18,6 +18,7 @@ from ebmlab.cli.options import (
     ProgressOption,
     ResumeOption,
     SeedOption,
+    TensorBoardOption,
 )
 from ebmlab.cli.settings import (
     check_resume_alone,
@@ -77,11 +78,7 @@ def train_rbm(
     out: OutOption = None,
     resume: ResumeOption = None,
     overwrite: OverwriteOption = False,
-    tensorboard: bool = typer.Option(
-        False,
-        "--tensorboard",
-        help="Also log scalars, histograms and samples to RUN_DIR/tensorboard.",
-    ),
+    tensorboard: TensorBoardOption = False,
     progress: ProgressOption = True,
 ) -> None:
     """Train a Bernoulli RBM by CD-k or PCD-k."""
@@ -418,6 +415,7 @@ def train_jem(
     out: OutOption = None,
     resume: ResumeOption = None,
     overwrite: OverwriteOption = False,
+    tensorboard: TensorBoardOption = False,
     progress: ProgressOption = True,
 ) -> None:
     """Train JEM: a classifier whose logits also define an energy, with SGLD negatives (Algorithm 1).

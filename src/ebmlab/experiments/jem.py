@@ -22,6 +22,7 @@ import torch
 import ebmlab
 from ebmlab._validation import check_choice, check_positive_int
 from ebmlab.experiments.run_folder import RunFolder, RunFolderError
+from ebmlab.experiments.tensorboard import TensorBoardLogger, check_tensorboard_available
 from ebmlab.models.jem import BACKBONES, JEM, build_classifier
 from ebmlab.training.checkpoint import (
     CheckpointManager,
@@ -63,6 +64,7 @@ class JEMExperimentConfig:
     seed: int = 0
     device: str = "cpu"
     keep_last: int = 2
+    tensorboard: bool = False
     training: JEMConfig = field(default_factory=JEMConfig)
 
     def __post_init__(self) -> None:
@@ -148,6 +150,7 @@ class _Session:
     trainer: JEMTrainer
     stream: MinibatchStream
     context: DistributedContext
+    board: TensorBoardLogger | None = None
 
     @property
     def rank_checkpoints(self) -> CheckpointManager:
@@ -164,6 +167,13 @@ class _Session:
             self.run.checkpoints.save(
                 trainer.iteration, self.model.state_dict(), extra, is_best=False
             )
+            if self.board is not None:  # histograms and buffer images at checkpoint pace
+                self.board.log_record(trainer.iteration, {}, self.model)
+                if trainer.buffer is not None:
+                    images = (trainer.buffer.buffer[:64].cpu() + 1) / 2
+                    self.board.log_images(
+                        "replay_buffer", images, self.data.image_shape, trainer.iteration
+                    )
         else:
             self.rank_checkpoints.save(trainer.iteration, {}, {"local": local}, is_best=False)
         barrier(self.context)  # no rank may roll back to a checkpoint another has not written
@@ -183,16 +193,24 @@ class _Session:
     def log(self, record: dict[str, Any]) -> None:
         if self.context.is_main:
             self.run.append_metrics(record)
+            if self.board is not None and "event" not in record:
+                self.board.log_record(record["iteration"], record)
 
     def train(self, *, progress: bool, stop_after: int | None = None) -> None:
-        self.trainer.fit(
-            self.stream,
-            save=self.save,
-            restore=self.restore,
-            log=self.log,
-            stop_after=stop_after,
-            progress=progress and self.context.is_main,
-        )
+        if self.config.tensorboard and self.context.is_main:
+            self.board = TensorBoardLogger(self.run.path / "tensorboard")
+        try:
+            self.trainer.fit(
+                self.stream,
+                save=self.save,
+                restore=self.restore,
+                log=self.log,
+                stop_after=stop_after,
+                progress=progress and self.context.is_main,
+            )
+        finally:
+            if self.board is not None:
+                self.board.close()
 
 
 def _session(run: RunFolder, config: JEMExperimentConfig) -> _Session:
@@ -239,6 +257,8 @@ def run_jem(
     :func:`resume_jem` continues to ``n_iterations``. ``fault_hook(iteration,
     loss) -> loss`` may corrupt the loss to exercise divergence handling.
     """
+    if config.tensorboard:  # fail before the run folder is made, not hours into training
+        check_tensorboard_available()
     run = RunFolder(out, keep_last=config.keep_last)
     context = init_distributed(config.device)
     if context.is_main:

@@ -71,8 +71,6 @@ class RBMExperimentConfig:
         self.training.dynamic_binarization = (
             self.visible == "bernoulli" and self.binarization == "dynamic"
         )
-        if self.tensorboard:  # fail before the run folder is made, not after an epoch
-            check_tensorboard_available()
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": "rbm", "ebmlab_version": ebmlab.__version__, **asdict(self)}
@@ -188,6 +186,8 @@ def run_rbm(
 ) -> RunFolder:
     """Train an RBM from scratch into the run folder ``out``; returns the folder."""
     data = prepare_data(config)  # a missing dataset fails before any folder is made
+    if config.tensorboard:  # fail before the run folder is made, not after an epoch
+        check_tensorboard_available()
     run = RunFolder(out, keep_last=config.keep_last).create(overwrite=overwrite)
     run.write_config(config.to_dict())
     generator = torch.Generator(device=config.device).manual_seed(config.seed)
