@@ -25,7 +25,7 @@ def settings(args: argparse.Namespace, p_x_weight: float) -> JEMExperimentConfig
     training = JEMConfig(
         n_iterations=iterations,
         batch_size=64,
-        lr=1e-3,
+        lr=args.lr,
         warmup_iterations=max(1, iterations // 12),
         decay_iterations=[int(0.7 * iterations), int(0.9 * iterations)],
         p_x_weight=p_x_weight,
@@ -52,6 +52,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=6000)
     parser.add_argument("--n-steps", type=int, default=10, help="SGLD steps per iteration")
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (peak)")
     parser.add_argument(
         "--buffer-init",
         choices=("uniform", "class-gaussian", "class-gaussian-diagonal"),
