@@ -205,6 +205,31 @@ def test_tensorboard_for_a_jem_run(tmp_path, capsys, monkeypatch):
     assert code == 0 and "test_accuracy" in json.loads(out), err
 
 
+def test_resumed_tensorboard_log_drops_what_a_killed_run_logged_past_its_checkpoint(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    from ebmlab.experiments.jem import JEMExperimentConfig, resume_jem, run_jem
+    from ebmlab.training.jem import JEMConfig
+
+    training = JEMConfig(n_iterations=8, batch_size=8, buffer_size=40, n_steps=2,
+                         warmup_iterations=1, checkpoint_every=2, log_every=2)  # fmt: skip
+    config = JEMExperimentConfig(backbone="mlp", hidden_sizes=[8], n_train=64, tensorboard=True,
+                                 training=training)  # fmt: skip
+    run = tmp_path / "run"
+    run_jem(config, run, progress=False, stop_after=4)
+    # What a run killed after iteration 6's log line but before its checkpoint left behind.
+    with SummaryWriter(str(run / "tensorboard")) as writer:
+        writer.add_scalar("loss", 999.0, 6)
+    resume_jem(run, progress=False)
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    losses = events.Scalars("loss")
+    assert [e.step for e in losses] == [2, 4, 6, 8]
+    assert 999.0 not in [e.value for e in losses]
+
+
 def hide_tensorboard(monkeypatch) -> None:
     import builtins
 

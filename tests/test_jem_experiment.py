@@ -56,7 +56,7 @@ def test_refinement_without_steps_is_plain_classification():
     model = smooth_jem(0)
     x = torch.rand(30, 6, dtype=torch.float64) * 2 - 1
     plain = model.logits(x).detach()
-    refined = refined_logits(model, x, n_steps=0, step_size=1.0, noise_scale=0.01, batch_size=7)
+    refined = refined_logits(model, x, JEMConfig(), n_steps=0, batch_size=7)
     torch.testing.assert_close(refined, plain, rtol=0, atol=1e-12)  # batching changes rounding
 
 
@@ -66,21 +66,37 @@ def test_noiseless_refinement_raises_log_px_of_every_input():
     model = smooth_jem(1)
     x = torch.rand(40, 6, dtype=torch.float64) * 2 - 1
     before = torch.logsumexp(model.logits(x), dim=1).detach()
-    refined = refined_logits(model, x, n_steps=5, step_size=1e-2, noise_scale=0.0)
+    refined = refined_logits(model, x, JEMConfig(step_size=1e-2, noise_scale=0.0), n_steps=5)
     after = torch.logsumexp(refined, dim=1)
     assert (after > before).all()
     # ...and one step moves it by about step * ||grad||^2 (first-order Taylor).
     x_grad = x.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(torch.logsumexp(model.logits(x_grad), dim=1).sum(), x_grad)
-    one = torch.logsumexp(refined_logits(model, x, n_steps=1, step_size=1e-4, noise_scale=0.0), 1)
+    tiny_step = JEMConfig(step_size=1e-4, noise_scale=0.0)
+    one = torch.logsumexp(refined_logits(model, x, tiny_step, n_steps=1), 1)
     torch.testing.assert_close(one - before, 1e-4 * grad.pow(2).sum(1), rtol=1e-2, atol=1e-9)
 
 
 def test_evaluation_reports_refined_accuracy_only_when_asked(jem_run):
-    plain = evaluate_jem(jem_run, ood=(), n_test=40, figures=False)
+    ood = ("noise", "constant")
+    plain = evaluate_jem(jem_run, ood=ood, n_test=40, figures=False)
     assert "refined_test_accuracy" not in plain
-    refined = evaluate_jem(jem_run, ood=(), n_test=40, refine_steps=3, figures=False)
+    refined = evaluate_jem(jem_run, ood=ood, n_test=40, refine_steps=3, figures=False)
     assert refined["refine_steps"] == 3 and 0 <= refined["refined_test_accuracy"] <= 1
+    # Refinement draws from its own generator: the OOD sets (and scores) are unchanged.
+    assert refined["ood"] == plain["ood"]
+    # Same seed, same refined accuracy; the chains are really stochastic (another seed differs
+    # in the refined logits).
+    config, model, data, _ = load_jem(jem_run)
+    x = data.x_test[:40]
+    again = refined_logits(model, x, config.training, n_steps=3,
+                           generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert (again.argmax(1) == data.y_test[:40]).float().mean().item() == pytest.approx(
+        refined["refined_test_accuracy"]
+    )
+    other = refined_logits(model, x, config.training, n_steps=3,
+                           generator=torch.Generator().manual_seed(1))  # fmt: skip
+    assert not torch.equal(again, other)
     with pytest.raises(ValueError, match="refine_steps"):
         evaluate_jem(jem_run, ood=(), n_test=4, refine_steps=-1, figures=False)
 

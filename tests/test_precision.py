@@ -57,6 +57,7 @@ def test_bfloat16_langevin_keeps_the_closed_form_stationary_variance():
     for _ in range(4):
         state, _, _ = run_chain(sampler, state, gap, generator=generator)
         draws.append(state.x.double())
+    assert state.x.dtype == torch.float32  # the chain state never drops to bfloat16
     draws = torch.cat(draws)
     expected = noise_scale**2 / (1 - (1 - step_size) ** 2)
     sd = expected * math.sqrt(2 / draws.numel())

@@ -42,6 +42,7 @@ def evaluate(
     ),
     refine_steps: int = typer.Option(
         0,
+        min=0,
         help="JEM only: also classify test inputs after this many SGLD steps toward higher p(x).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),

@@ -24,6 +24,7 @@ from ebmlab._validation import check_choice, check_positive_int
 from ebmlab.experiments.run_folder import RunFolder, RunFolderError
 from ebmlab.experiments.tensorboard import TensorBoardLogger, check_tensorboard_available
 from ebmlab.models.jem import BACKBONES, JEM, build_classifier
+from ebmlab.samplers.replay_buffer import ReplayBuffer
 from ebmlab.training.checkpoint import (
     CheckpointManager,
     atomic_write_bytes,
@@ -170,9 +171,11 @@ class _Session:
             if self.board is not None:  # histograms and buffer images at checkpoint pace
                 self.board.log_record(trainer.iteration, {}, self.model)
                 if trainer.buffer is not None:
-                    images = (trainer.buffer.buffer[:64].cpu() + 1) / 2
                     self.board.log_images(
-                        "replay_buffer", images, self.data.image_shape, trainer.iteration
+                        "replay_buffer",
+                        buffer_preview(trainer.buffer),
+                        self.data.image_shape,
+                        trainer.iteration,
                     )
         else:
             self.rank_checkpoints.save(trainer.iteration, {}, {"local": local}, is_best=False)
@@ -198,7 +201,9 @@ class _Session:
 
     def train(self, *, progress: bool, stop_after: int | None = None) -> None:
         if self.config.tensorboard and self.context.is_main:
-            self.board = TensorBoardLogger(self.run.path / "tensorboard")
+            self.board = TensorBoardLogger(
+                self.run.path / "tensorboard", resumed_after=self.trainer.iteration
+            )
         try:
             self.trainer.fit(
                 self.stream,
@@ -330,13 +335,22 @@ def write_training_figures(session: _Session) -> None:
         )
     buffer = session.trainer.buffer
     if buffer is not None:
-        images = (buffer.buffer[:64].cpu() + 1) / 2
         save_image_grid(
-            images,
+            buffer_preview(buffer),
             session.data.image_shape,
             session.run.figures / "buffer.png",
-            title="replay buffer (first 64 slots)",
+            title="replay buffer (64 slots spread over it)",
         )
+
+
+def buffer_preview(buffer: ReplayBuffer, n: int = 64) -> torch.Tensor:
+    """``n`` slots spread evenly over ``buffer``, in [0, 1] for an image grid.
+
+    Evenly spread rather than the first ``n``: a class-conditional buffer
+    stores its classes in contiguous blocks, and every block should show.
+    """
+    slots = torch.linspace(0, len(buffer.buffer) - 1, min(n, len(buffer.buffer))).long()
+    return (buffer.buffer[slots].cpu() + 1) / 2
 
 
 def load_jem(

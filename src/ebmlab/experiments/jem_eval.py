@@ -16,8 +16,7 @@ import torch
 from ebmlab._validation import check_choice, check_nonnegative_int, check_positive_int
 from ebmlab.models.jem import JEM
 from ebmlab.samplers.base import run_chain
-from ebmlab.samplers.langevin import Langevin
-from ebmlab.training.jem import jem_sampler
+from ebmlab.training.jem import JEMConfig, jem_sampler
 
 SYNTHETIC_OOD = ("noise", "constant", "flip")
 OOD_SCORES = ("log_px", "max_py", "grad_norm")
@@ -119,22 +118,25 @@ def draw_samples(
         x0 = (torch.rand((n, _n_features(model)), generator=generator) * 2 - 1).to(device)
     y = None if class_ is None else torch.full((n,), class_, dtype=torch.long, device=device)
     sampler = jem_sampler(model, training, y)
-    state, _, _ = run_chain(sampler, sampler.init(x0), n_steps, generator=generator)
+    # The chains' noise is drawn where the chains live (a CPU generator cannot feed CUDA draws).
+    chains = torch.Generator(device=device).manual_seed(seed)
+    state, _, _ = run_chain(sampler, sampler.init(x0), n_steps, generator=chains)
     return state.x.detach()
 
 
 def refined_logits(
     model: JEM,
     x: torch.Tensor,
+    config: JEMConfig,
     *,
     n_steps: int,
-    step_size: float,
-    noise_scale: float,
-    clamp: bool = False,
     batch_size: int = 500,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     r"""Logits of inputs first moved ``n_steps`` SGLD steps toward higher :math:`\log p(x)`.
+
+    The chains use ``config``'s step size, noise scale, clamping and sampling
+    precision (:func:`~ebmlab.training.jem.jem_sampler`), as in training.
 
     Notes
     -----
@@ -151,12 +153,7 @@ def refined_logits(
     """
     check_nonnegative_int("n_steps", n_steps)
     check_positive_int("batch_size", batch_size)
-    sampler = Langevin(
-        model.energy,
-        step_size=step_size,
-        noise_scale=noise_scale,
-        clamp=(-1.0, 1.0) if clamp else None,
-    )
+    sampler = jem_sampler(model, config)
     out = []
     for chunk in x.split(batch_size):
         state, _, _ = run_chain(sampler, sampler.init(chunk), n_steps, generator=generator)
@@ -204,7 +201,7 @@ def evaluate_jem(
         SGLD steps and number of chains of the sample grids (``sample_steps=0``: no grids).
     refine_steps : int
         With ``refine_steps > 0``, also ``refined_test_accuracy``: test inputs
-        are moved that many SGLD steps (the run's step size and noise) before
+        are moved that many SGLD steps (the run's sampler settings) before
         they are classified; see :func:`refined_logits`.
     seed : int
         Seeds the synthetic OOD sets, the sample chains and the refinement.
@@ -239,15 +236,11 @@ def evaluate_jem(
         "ood": {},
     }
     if refine_steps > 0:
-        training = config.training
+        # Its own generator, on the model's device: asking for refinement must not change
+        # the OOD sets drawn below.
+        chains = torch.Generator(device=x_test.device).manual_seed(seed)
         refined = refined_logits(
-            model,
-            x_test,
-            n_steps=refine_steps,
-            step_size=training.step_size,
-            noise_scale=training.noise_scale,
-            clamp=training.clamp,
-            generator=generator,
+            model, x_test, config.training, n_steps=refine_steps, generator=chains
         )
         result["refine_steps"] = refine_steps
         result["refined_test_accuracy"] = accuracy(refined.cpu(), y_test.cpu())

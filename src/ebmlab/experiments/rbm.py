@@ -246,7 +246,9 @@ def _train(
         initial=trainer.epoch,
         total=trainer.config.epochs,
     )
-    board = TensorBoardLogger(run.path / "tensorboard") if tensorboard else None
+    board = None
+    if tensorboard:
+        board = TensorBoardLogger(run.path / "tensorboard", resumed_after=trainer.epoch)
     for _ in bar:
         record = trainer.train_epoch(data.train, progress=False)
         record.update(trainer.monitor(data.monitor_train, data.validation))

@@ -31,13 +31,18 @@ class TensorBoardLogger:
     ----------
     log_dir : Path
         Where the event files go (the run's ``tensorboard/`` folder).
+    resumed_after : int, optional
+        The step of the checkpoint a resumed run continues from: TensorBoard
+        then discards what a killed run logged after it (as ``metrics.jsonl``
+        is truncated), instead of drawing both.
     """
 
-    def __init__(self, log_dir: str | Path) -> None:
+    def __init__(self, log_dir: str | Path, *, resumed_after: int | None = None) -> None:
         check_tensorboard_available()
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(log_dir))
+        purge_step = None if not resumed_after else resumed_after + 1
+        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
 
     def log_record(self, step: int, record: dict[str, Any], model: nn.Module | None = None) -> None:
         """Every numeric entry of a metrics record as a scalar, and the parameters as histograms."""

@@ -4,7 +4,8 @@ A Langevin step needs :math:`\nabla_x E(x)` to about a percent: JEM's SGLD
 (step 1, noise 0.01) follows the gradient for a handful of steps from a replay
 buffer, and its negatives only enter the loss through a Monte Carlo average.
 Running the energy's forward and input-gradient passes in bfloat16 lets CPUs
-with AMX (and GPUs with tensor cores) do them several times faster.
+with AMX (and GPUs with bfloat16 tensor cores) do them several times faster;
+hardware without native bfloat16 emulates it and may be slower than float32.
 """
 
 from __future__ import annotations

@@ -45,9 +45,10 @@ class JEMConfig:
     (U(-1, 1), JEM) or ``class-gaussian`` / ``class-gaussian-diagonal`` (JEM++'s
     informative initialisation, fitted to the training data). ``clamp`` keeps
     samples in [-1, 1] (JEM++). ``sampling_dtype="bfloat16"`` runs the SGLD
-    steps' forward and input-gradient passes in bfloat16 (several times faster
-    on CPUs with AMX; the training update stays float32). ``divergence_threshold`` bounds |loss| and the
-    mean |energy|; beyond it (or on NaN/inf) training rolls back.
+    steps' forward and input-gradient passes in bfloat16: faster on CPUs with
+    AMX and GPUs with bfloat16 tensor cores, possibly slower elsewhere; the
+    training update stays float32. ``divergence_threshold`` bounds |loss| and
+    the mean |energy|; beyond it (or on NaN/inf) training rolls back.
     """
 
     n_iterations: int = 1000
