@@ -12,6 +12,7 @@ from ebmlab.experiments.jem_eval import (
     ood_inputs,
     ood_scores,
     refined_logits,
+    resize_images,
 )
 from ebmlab.experiments.run_folder import RunFolderError
 from ebmlab.models.jem import JEM
@@ -101,10 +102,29 @@ def test_evaluation_reports_refined_accuracy_only_when_asked(jem_run):
         evaluate_jem(jem_run, ood=(), n_test=4, refine_steps=-1, figures=False)
 
 
-def test_ood_dataset_with_another_shape_is_refused(jem_run):
+def test_ood_dataset_with_another_shape_is_refused_unless_resized(jem_run):
     config, _, data, _ = load_jem(jem_run)
     with pytest.raises(ValueError, match=r"has images of shape \(4, 4\) but the model"):
         ood_inputs("bars-and-stripes", data.x_test, data.image_shape)
+    with pytest.raises(ValueError, match="the only suffix is ':resized'"):
+        ood_inputs("bars-and-stripes:cropped", data.x_test, data.image_shape)
+    resized = ood_inputs("bars-and-stripes:resized", data.x_test, data.image_shape)
+    assert resized.shape[1] == data.x_test.shape[1] and resized.abs().max() <= 1
+    result = evaluate_jem(jem_run, ood=("bars-and-stripes:resized",), n_test=20, figures=False)
+    assert set(result["ood"]["bars-and-stripes:resized"]) == set(OOD_SCORES)
+
+
+def test_resizing_keeps_stripes_and_brightness():
+    # Bilinear interpolation is separable: a 4x4 image of horizontal stripes stays constant
+    # along each row at 8x8, rows keep their order of brightness, and a constant image stays
+    # exactly constant.
+    stripes = torch.tensor([1.0, 0.0, 1.0, 0.0]).repeat_interleave(4).reshape(1, 16)
+    big = resize_images(stripes, (4, 4), (8, 8)).reshape(8, 8)
+    assert torch.allclose(big, big[:, :1].expand(8, 8))
+    assert big[0, 0] > big[2, 0] and big[4, 0] > big[6, 0]
+    torch.testing.assert_close(big.mean(), torch.tensor(0.5), atol=0.05, rtol=0)
+    flat = resize_images(torch.full((2, 16), 0.3), (4, 4), (28, 28))
+    torch.testing.assert_close(flat, torch.full((2, 784), 0.3))
 
 
 def test_synthetic_ood_sets_and_scores(jem_run):

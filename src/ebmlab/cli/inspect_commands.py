@@ -38,7 +38,9 @@ def evaluate(
     ),
     seed: int = typer.Option(0, help="Random seed of the estimators."),
     ood: str | None = typer.Option(
-        None, help="JEM only: OOD sets, comma-separated dataset names or noise, constant, flip."
+        None,
+        help="JEM only: OOD sets, comma-separated: noise, constant, flip or dataset names "
+        "(NAME:resized resizes another image size, e.g. digits:resized).",
     ),
     refine_steps: int = typer.Option(
         0,

@@ -63,7 +63,9 @@ def ood_inputs(
 
     ``noise``: U(-1, 1) pixels; ``constant``: one U(-1, 1) value per image;
     ``flip``: the test images upside down; any other name: that dataset's test
-    split, which must have the same image shape.
+    split, which must have the same image shape, or, written ``NAME:resized``
+    (e.g. ``digits:resized`` against Fashion-MNIST), is resized to it
+    (bilinear, antialiased).
     """
     n, device = len(x_test), x_test.device
     if name == "noise":
@@ -75,14 +77,31 @@ def ood_inputs(
         return x_test.reshape(n, *image_shape).flip(1).reshape(n, -1)
     from ebmlab.data import load_dataset, scale
 
-    other = load_dataset(name, split="test", data_dir=data_dir)
-    if tuple(other.image_shape) != tuple(image_shape):
-        raise ValueError(
-            f"ood dataset {name!r} has images of shape {tuple(other.image_shape)} but the model "
-            f"was trained on {tuple(image_shape)}; choose a dataset with the same shape or one of "
-            f"{', '.join(SYNTHETIC_OOD)}"
-        )
-    return scale(other.images[:n], to="symmetric").to(device)
+    dataset, _, suffix = name.partition(":")
+    if suffix not in ("", "resized"):
+        raise ValueError(f"ood set {name!r}: the only suffix is ':resized'; got {suffix!r}")
+    other = load_dataset(dataset, split="test", data_dir=data_dir)
+    images, shape = other.images[:n], tuple(other.image_shape)
+    if shape != tuple(image_shape):
+        if not suffix:
+            raise ValueError(
+                f"ood dataset {dataset!r} has images of shape {shape} but the model was "
+                f"trained on {tuple(image_shape)}; write {dataset}:resized to resize them, or "
+                f"choose a dataset with the same shape or one of {', '.join(SYNTHETIC_OOD)}"
+            )
+        images = resize_images(images, shape, tuple(image_shape))
+    return scale(images, to="symmetric").to(device)
+
+
+def resize_images(
+    images: torch.Tensor, shape: tuple[int, int], new_shape: tuple[int, int]
+) -> torch.Tensor:
+    """Flattened grey images in [0, 1] of ``shape`` resized to ``new_shape`` (bilinear, antialiased)."""
+    grid = images.reshape(len(images), 1, *shape).float()
+    resized = torch.nn.functional.interpolate(
+        grid, size=new_shape, mode="bilinear", antialias=True, align_corners=False
+    )
+    return resized.clamp(0, 1).reshape(len(images), -1)
 
 
 def draw_samples(
