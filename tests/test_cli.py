@@ -162,17 +162,24 @@ def test_gaussian_visible_units_train_with_their_own_defaults(tmp_path, capsys):
     assert code == 2 and "Bernoulli RBMs only" in err
 
 
-def test_tensorboard_logs_scalars_histograms_and_samples(tmp_path, capsys):
+def tensorboard_events(run):
+    """The run's TensorBoard events, every histogram and image kept (skips without the package)."""
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    run = tmp_path / "run"
-    code, _, err = run_cli([*TRAIN, "--tensorboard", "--out", str(run)], capsys)
-    assert code == 0, err
     events = EventAccumulator(
         str(run / "tensorboard"), size_guidance={"histograms": 0, "images": 0}
     )
     events.Reload()
+    return events
+
+
+def test_tensorboard_logs_scalars_histograms_and_samples(tmp_path, capsys):
+    pytest.importorskip("tensorboard")
+    run = tmp_path / "run"
+    code, _, err = run_cli([*TRAIN, "--tensorboard", "--out", str(run)], capsys)
+    assert code == 0, err
+    events = tensorboard_events(run)
     tags = events.Tags()
     assert {"reconstruction_error", "pseudo_loglik", "epoch_seconds"} <= set(tags["scalars"])
     assert [e.step for e in events.Scalars("pseudo_loglik")] == [1, 2]
@@ -181,8 +188,6 @@ def test_tensorboard_logs_scalars_histograms_and_samples(tmp_path, capsys):
 
 def test_tensorboard_for_a_jem_run(tmp_path, capsys, monkeypatch):
     pytest.importorskip("tensorboard")
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     run = tmp_path / "jem"
     args = ["train", "jem", "--iterations", "4", "--batch-size", "8", "--buffer-size", "40",
             "--n-steps", "2", "--width", "4", "--n-train", "64", "--warmup-iterations", "1",
@@ -190,10 +195,7 @@ def test_tensorboard_for_a_jem_run(tmp_path, capsys, monkeypatch):
             "--out", str(run)]  # fmt: skip
     code, _, err = run_cli(args, capsys)
     assert code == 0, err
-    events = EventAccumulator(
-        str(run / "tensorboard"), size_guidance={"histograms": 0, "images": 0}
-    )
-    events.Reload()
+    events = tensorboard_events(run)
     tags = events.Tags()
     assert {"loss", "classification_loss", "energy_negative"} <= set(tags["scalars"])
     assert [e.step for e in events.Scalars("loss")] == [2, 4]
@@ -207,7 +209,6 @@ def test_tensorboard_for_a_jem_run(tmp_path, capsys, monkeypatch):
 
 def test_resumed_tensorboard_log_drops_what_a_killed_run_logged_past_its_checkpoint(tmp_path):
     pytest.importorskip("tensorboard")
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from torch.utils.tensorboard import SummaryWriter
 
     from ebmlab.experiments.jem import JEMExperimentConfig, resume_jem, run_jem
@@ -223,9 +224,7 @@ def test_resumed_tensorboard_log_drops_what_a_killed_run_logged_past_its_checkpo
     with SummaryWriter(str(run / "tensorboard")) as writer:
         writer.add_scalar("loss", 999.0, 6)
     resume_jem(run, progress=False)
-    events = EventAccumulator(str(run / "tensorboard"))
-    events.Reload()
-    losses = events.Scalars("loss")
+    losses = tensorboard_events(run).Scalars("loss")
     assert [e.step for e in losses] == [2, 4, 6, 8]
     assert 999.0 not in [e.value for e in losses]
 
