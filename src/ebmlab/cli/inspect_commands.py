@@ -47,6 +47,9 @@ def evaluate(
         min=0,
         help="JEM only: also classify test inputs after this many SGLD steps toward higher p(x).",
     ),
+    refine_step_size: float | None = typer.Option(
+        None, help="JEM only: step size of the refinement (default: the run's SGLD step)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
     """Evaluate a trained model on its dataset's test split."""
@@ -55,6 +58,8 @@ def evaluate(
     options = {"loglik": loglik, "n_chains": n_chains, "n_betas": n_betas, "seed": seed}
     if refine_steps:
         options["refine_steps"] = refine_steps
+    if refine_step_size is not None:
+        options["refine_step_size"] = refine_step_size
     if ood is not None:
         options["ood"] = tuple(name.strip() for name in ood.split(",") if name.strip())
     result = evaluate_run(run_dir, **options)

@@ -7,13 +7,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ebmlab._validation import check_choice, check_nonnegative_int, check_positive_int
+from ebmlab._validation import (
+    check_choice,
+    check_nonnegative_int,
+    check_positive_float,
+    check_positive_int,
+)
 from ebmlab.models.jem import JEM
 from ebmlab.samplers.base import run_chain
 from ebmlab.training.jem import JEMConfig, jem_sampler
@@ -201,6 +207,7 @@ def evaluate_jem(
     sample_steps: int = 100,
     n_samples: int = 64,
     refine_steps: int = 0,
+    refine_step_size: float | None = None,
     seed: int = 0,
     figures: bool = True,
 ) -> dict[str, Any]:
@@ -222,6 +229,10 @@ def evaluate_jem(
         With ``refine_steps > 0``, also ``refined_test_accuracy``: test inputs
         are moved that many SGLD steps (the run's sampler settings) before
         they are classified; see :func:`refined_logits`.
+    refine_step_size : float, optional
+        Step size of the refinement chains instead of the run's. Near data a
+        JEM's energy can be much steeper than where its training chains run,
+        and the training step then overshoots (the energy rises).
     seed : int
         Seeds the synthetic OOD sets, the sample chains and the refinement.
     figures : bool
@@ -258,10 +269,13 @@ def evaluate_jem(
         # Its own generator, on the model's device: asking for refinement must not change
         # the OOD sets drawn below.
         chains = torch.Generator(device=x_test.device).manual_seed(seed)
-        refined = refined_logits(
-            model, x_test, config.training, n_steps=refine_steps, generator=chains
-        )
+        sampling = config.training
+        if refine_step_size is not None:
+            step = check_positive_float("refine_step_size", refine_step_size)
+            sampling = dataclasses.replace(sampling, step_size=step)
+        refined = refined_logits(model, x_test, sampling, n_steps=refine_steps, generator=chains)
         result["refine_steps"] = refine_steps
+        result["refine_step_size"] = sampling.step_size
         result["refined_test_accuracy"] = accuracy(refined.cpu(), y_test.cpu())
     scores_in = ood_scores(model, x_test)
     for name in ood:

@@ -37,7 +37,7 @@ def evaluate_run(run_dir: str | Path, *, strict: bool = True, **options: Any) ->
         raise RunFolderError(f"evaluation of {model!r} runs is not supported")
     # Models differ in what they can estimate (a tiny BM is always exact): pass what applies.
     accepted = inspect.signature(evaluate).parameters
-    specific = ("loglik", "ood", "refine_steps")
+    specific = ("loglik", "ood", "refine_steps", "refine_step_size")
     asked = [name for name in specific if options.get(name) and name not in accepted]
     if asked and strict:
         flags = ", ".join("--" + name.replace("_", "-") for name in asked)
