@@ -88,8 +88,9 @@ def test_evaluation_reports_refined_accuracy_only_when_asked(jem_run):
     small = evaluate_jem(jem_run, ood=(), n_test=40, refine_steps=3, refine_step_size=1e-3,
                          figures=False)  # fmt: skip
     assert small["refine_step_size"] == 1e-3
-    with pytest.raises(ValueError, match="refine_step_size"):
-        evaluate_jem(jem_run, ood=(), n_test=4, refine_steps=1, refine_step_size=0.0)
+    for steps in (0, 1):  # refused even where it would be unused
+        with pytest.raises(ValueError, match="refine_step_size"):
+            evaluate_jem(jem_run, ood=(), n_test=4, refine_steps=steps, refine_step_size=0.0)
     # Refinement draws from its own generator: the OOD sets (and scores) are unchanged.
     assert refined["ood"] == plain["ood"]
     # Same seed, same refined accuracy; the chains are really stochastic (another seed differs

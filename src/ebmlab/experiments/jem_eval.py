@@ -187,6 +187,25 @@ def refined_logits(
     return torch.cat(out)
 
 
+def refined_accuracy(
+    model: JEM, x: torch.Tensor, y: torch.Tensor, config: JEMConfig, n_steps: int, *, seed: int
+) -> dict[str, Any]:
+    """``refine_steps``, ``refine_step_size`` and ``refined_test_accuracy`` of :func:`refined_logits`.
+
+    The chains get their own generator on the model's device, so asking for
+    refinement changes no other random draw of an evaluation.
+    """
+    from ebmlab.metrics.classification import accuracy
+
+    chains = torch.Generator(device=x.device).manual_seed(seed)
+    refined = refined_logits(model, x, config, n_steps=n_steps, generator=chains)
+    return {
+        "refine_steps": n_steps,
+        "refine_step_size": config.step_size,
+        "refined_test_accuracy": accuracy(refined.cpu(), y.cpu()),
+    }
+
+
 def _n_features(model: JEM) -> int:
     # Each backbone knows its input size under a different name.
     classifier = model.classifier
@@ -244,6 +263,8 @@ def evaluate_jem(
     check_positive_int("n_bins", n_bins)
     check_nonnegative_int("sample_steps", sample_steps)
     check_nonnegative_int("refine_steps", refine_steps)
+    if refine_step_size is not None:
+        check_positive_float("refine_step_size", refine_step_size)
     ood = [ood] if isinstance(ood, str) else list(ood)
     config, model, data, buffer_state = load_jem(run_dir)
     x_test, y_test = data.x_test, data.y_test
@@ -266,17 +287,10 @@ def evaluate_jem(
         "ood": {},
     }
     if refine_steps > 0:
-        # Its own generator, on the model's device: asking for refinement must not change
-        # the OOD sets drawn below.
-        chains = torch.Generator(device=x_test.device).manual_seed(seed)
         sampling = config.training
         if refine_step_size is not None:
-            step = check_positive_float("refine_step_size", refine_step_size)
-            sampling = dataclasses.replace(sampling, step_size=step)
-        refined = refined_logits(model, x_test, sampling, n_steps=refine_steps, generator=chains)
-        result["refine_steps"] = refine_steps
-        result["refine_step_size"] = sampling.step_size
-        result["refined_test_accuracy"] = accuracy(refined.cpu(), y_test.cpu())
+            sampling = dataclasses.replace(sampling, step_size=refine_step_size)
+        result.update(refined_accuracy(model, x_test, y_test, sampling, refine_steps, seed=seed))
     scores_in = ood_scores(model, x_test)
     for name in ood:
         x_out = ood_inputs(
