@@ -30,7 +30,37 @@ def _noise_like(p: torch.Tensor, generator: torch.Generator | None) -> torch.Ten
     return torch.randn(p.shape, generator=generator, dtype=p.dtype, device=p.device)
 
 
-class SGLD(torch.optim.Optimizer):
+class _LangevinOptimizer(torch.optim.Optimizer):
+    """Shared ``step``: evaluate the closure, pick the generator, update each parameter with a gradient."""
+
+    generator: torch.Generator | None
+
+    @torch.no_grad()
+    def step(
+        self,
+        closure: Callable[[], torch.Tensor] | None = None,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor | None:
+        """One update of every parameter with a gradient; returns the closure's loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        generator = generator if generator is not None else self.generator
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    self._update(p, group, generator)
+        return loss
+
+    def _update(
+        self, p: torch.Tensor, group: dict[str, Any], generator: torch.Generator | None
+    ) -> None:
+        raise NotImplementedError
+
+
+class SGLD(_LangevinOptimizer):
     r"""Stochastic gradient Langevin dynamics (Welling & Teh, 2011).
 
     Parameters
@@ -84,31 +114,14 @@ class SGLD(torch.optim.Optimizer):
         super().__init__(params, {"lr": lr, "temperature": temperature})
         self.generator = generator
 
-    @torch.no_grad()
-    def step(
-        self,
-        closure: Callable[[], torch.Tensor] | None = None,
-        *,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor | None:
-        """One SGLD update of every parameter with a gradient; returns the closure's loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        generator = generator if generator is not None else self.generator
-        for group in self.param_groups:
-            lr, temperature = group["lr"], group["temperature"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                p.add_(p.grad, alpha=-0.5 * lr)
-                if temperature > 0:
-                    p.add_(_noise_like(p, generator), alpha=math.sqrt(lr * temperature))
-        return loss
+    def _update(self, p, group, generator) -> None:
+        lr, temperature = group["lr"], group["temperature"]
+        p.add_(p.grad, alpha=-0.5 * lr)
+        if temperature > 0:
+            p.add_(_noise_like(p, generator), alpha=math.sqrt(lr * temperature))
 
 
-class PreconditionedSGLD(torch.optim.Optimizer):
+class PreconditionedSGLD(_LangevinOptimizer):
     r"""RMSprop-preconditioned SGLD (pSGLD, Li et al. 2016), without the :math:`\Gamma` term.
 
     Parameters
@@ -161,33 +174,16 @@ class PreconditionedSGLD(torch.optim.Optimizer):
         super().__init__(params, {"lr": lr, "alpha": alpha, "eps": eps})
         self.generator = generator
 
-    @torch.no_grad()
-    def step(
-        self,
-        closure: Callable[[], torch.Tensor] | None = None,
-        *,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor | None:
-        """One pSGLD update; returns the closure's loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        generator = generator if generator is not None else self.generator
-        for group in self.param_groups:
-            lr, alpha, eps = group["lr"], group["alpha"], group["eps"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if "square_avg" not in state:
-                    state["square_avg"] = torch.zeros_like(p)
-                square_avg = state["square_avg"]
-                square_avg.mul_(alpha).addcmul_(p.grad, p.grad, value=1 - alpha)
-                precond = 1.0 / (square_avg.sqrt() + eps)
-                p.addcmul_(precond, p.grad, value=-0.5 * lr)
-                p.add_(precond.sqrt() * _noise_like(p, generator), alpha=math.sqrt(lr))
-        return loss
+    def _update(self, p, group, generator) -> None:
+        lr, alpha, eps = group["lr"], group["alpha"], group["eps"]
+        state = self.state[p]
+        if "square_avg" not in state:
+            state["square_avg"] = torch.zeros_like(p)
+        square_avg = state["square_avg"]
+        square_avg.mul_(alpha).addcmul_(p.grad, p.grad, value=1 - alpha)
+        precond = 1.0 / (square_avg.sqrt() + eps)
+        p.addcmul_(precond, p.grad, value=-0.5 * lr)
+        p.add_(precond.sqrt() * _noise_like(p, generator), alpha=math.sqrt(lr))
 
 
 class SampleCollector:
