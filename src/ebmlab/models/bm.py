@@ -22,8 +22,8 @@ from ebmlab._validation import (
     check_nonnegative_int,
     check_positive_int,
     check_unit_interval,
-    generator_device,
 )
+from ebmlab.models._init import gaussian_weight
 from ebmlab.models.enumeration import enumerate_binary
 
 SCANS = ("systematic", "random")
@@ -111,19 +111,12 @@ class BoltzmannMachine(nn.Module):
         dtype = dtype or torch.get_default_dtype()
 
         def gaussian(rows: int, columns: int, *, symmetric: bool = False) -> nn.Parameter:
-            draw = (
-                torch.randn(
-                    rows,
-                    columns,
-                    generator=generator,
-                    dtype=dtype,
-                    device=generator_device(generator),
-                )
-                * weight_std
+            draw = gaussian_weight(
+                rows, columns, weight_std, generator=generator, dtype=dtype, device=device
             )
             if symmetric:  # mirror the upper triangle: each coupling ~ N(0, weight_std^2)
                 draw = torch.triu(draw, 1) + torch.triu(draw, 1).t()
-            return nn.Parameter(draw.to(device))
+            return nn.Parameter(draw)
 
         self.weight_vv = gaussian(n_visible, n_visible, symmetric=True)
         self.weight_vh = gaussian(n_visible, n_hidden)

@@ -16,8 +16,8 @@ from ebmlab._validation import (
     check_positive_float,
     check_positive_int,
     check_unit_interval,
-    generator_device,
 )
+from ebmlab.models._init import gaussian_weight
 from ebmlab.models.enumeration import enumerate_binary
 from ebmlab.models.rbm import sample_bernoulli
 
@@ -115,12 +115,7 @@ class DBM(nn.Module):
         pairs = zip(self.layer_sizes[:-1], self.layer_sizes[1:], strict=True)
         self.weights = nn.ParameterList(
             nn.Parameter(
-                (
-                    torch.randn(
-                        a, b, generator=generator, dtype=dtype, device=generator_device(generator)
-                    )
-                    * weight_std
-                ).to(device)
+                gaussian_weight(a, b, weight_std, generator=generator, dtype=dtype, device=device)
             )
             for a, b in pairs
         )

@@ -13,8 +13,8 @@ from ebmlab._validation import (
     check_nonnegative_float,
     check_positive_float,
     check_positive_int,
-    generator_device,
 )
+from ebmlab.models._init import gaussian_weight
 from ebmlab.models.rbm import sample_bernoulli
 
 
@@ -99,17 +99,11 @@ class GaussianBernoulliRBM(nn.Module):
         check_nonnegative_float("weight_std", weight_std)
         self.learn_sigma = bool(learn_sigma)
         dtype = dtype or torch.get_default_dtype()
-        weight = (
-            torch.randn(
-                n_visible,
-                n_hidden,
-                generator=generator,
-                dtype=dtype,
-                device=generator_device(generator),
+        self.weight = nn.Parameter(
+            gaussian_weight(
+                n_visible, n_hidden, weight_std, generator=generator, dtype=dtype, device=device
             )
-            * weight_std
         )
-        self.weight = nn.Parameter(weight.to(device))
         self.visible_bias = nn.Parameter(torch.zeros(n_visible, dtype=dtype, device=device))
         self.hidden_bias = nn.Parameter(torch.zeros(n_hidden, dtype=dtype, device=device))
         log_sigma = torch.full((n_visible,), math.log(sigma), dtype=dtype, device=device)

@@ -11,8 +11,8 @@ from ebmlab._validation import (
     check_nonnegative_float,
     check_positive_int,
     check_unit_interval,
-    generator_device,
 )
+from ebmlab.models._init import gaussian_weight
 
 
 def sample_bernoulli(
@@ -88,17 +88,11 @@ class BernoulliRBM(nn.Module):
         self.n_hidden = check_positive_int("n_hidden", n_hidden)
         check_nonnegative_float("weight_std", weight_std)
         dtype = dtype or torch.get_default_dtype()
-        weight = (
-            torch.randn(
-                n_visible,
-                n_hidden,
-                generator=generator,
-                dtype=dtype,
-                device=generator_device(generator),
+        self.weight = nn.Parameter(
+            gaussian_weight(
+                n_visible, n_hidden, weight_std, generator=generator, dtype=dtype, device=device
             )
-            * weight_std
         )
-        self.weight = nn.Parameter(weight.to(device))
         self.visible_bias = nn.Parameter(torch.zeros(n_visible, dtype=dtype, device=device))
         self.hidden_bias = nn.Parameter(torch.zeros(n_hidden, dtype=dtype, device=device))
 
