@@ -27,16 +27,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from ebmlab._validation import (
-    check_nonnegative_float,
-    check_nonnegative_int,
     check_positive_float,
     check_positive_int,
-    check_probability,
 )
 from ebmlab.models.dbm import DBM
 from ebmlab.samplers.base import run_chain
 from ebmlab.samplers.dbm_gibbs import DBMBlockGibbs, DBMGibbsState
-from ebmlab.training.optim import LinearDecay, build_sgd, set_momentum
+from ebmlab.training.optim import LinearDecay, build_sgd, check_sgd_settings, set_momentum
 from ebmlab.training.trainer import CDConfig, NonFiniteError
 
 
@@ -83,14 +80,7 @@ class DBMTrainingConfig:
     def __post_init__(self) -> None:
         if isinstance(self.pretraining, dict):
             self.pretraining = CDConfig(**self.pretraining)
-        check_positive_int("epochs", self.epochs)
-        check_positive_int("batch_size", self.batch_size)
-        check_positive_float("lr", self.lr)
-        check_probability("final_lr_fraction", self.final_lr_fraction)
-        check_probability("momentum", self.momentum)
-        check_probability("final_momentum", self.final_momentum)
-        check_nonnegative_int("momentum_switch_epoch", self.momentum_switch_epoch)
-        check_nonnegative_float("weight_decay", self.weight_decay)
+        check_sgd_settings(self)
         if self.max_norm is not None:
             check_positive_float("max_norm", self.max_norm)
         check_positive_int("n_chains", self.n_chains)

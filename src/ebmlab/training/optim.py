@@ -2,8 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
+
+from ebmlab._validation import (
+    check_nonnegative_float,
+    check_nonnegative_int,
+    check_positive_float,
+    check_positive_int,
+    check_probability,
+)
+
+
+def check_sgd_settings(config: Any) -> None:
+    """Validate the SGD fields CD and DBM configs share (epochs, batch, lr, momentum, decay)."""
+    check_positive_int("epochs", config.epochs)
+    check_positive_int("batch_size", config.batch_size)
+    check_positive_float("lr", config.lr)
+    check_probability("final_lr_fraction", config.final_lr_fraction)
+    check_probability("momentum", config.momentum)
+    check_probability("final_momentum", config.final_momentum)
+    check_nonnegative_int("momentum_switch_epoch", config.momentum_switch_epoch)
+    check_nonnegative_float("weight_decay", config.weight_decay)
 
 
 def build_sgd(

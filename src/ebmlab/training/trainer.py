@@ -14,14 +14,12 @@ from torch import nn
 from ebmlab._validation import (
     check_nonempty,
     check_nonnegative_float,
-    check_nonnegative_int,
-    check_positive_float,
     check_positive_int,
     check_probability,
 )
 from ebmlab.training.cd import ContrastiveDivergence, cd_loss, sparsity_penalty
 from ebmlab.training.monitor import free_energy_gap, reconstruction_error
-from ebmlab.training.optim import LinearDecay, build_sgd, set_momentum
+from ebmlab.training.optim import LinearDecay, build_sgd, check_sgd_settings, set_momentum
 
 # The exact pseudo-likelihood costs n_visible free energies per example; below this size it is
 # cheap, and it removes the stochastic version's large variance from the monitoring curves.
@@ -71,17 +69,10 @@ class CDConfig:
     dynamic_binarization: bool = False
 
     def __post_init__(self) -> None:
-        check_positive_int("epochs", self.epochs)
-        check_positive_int("batch_size", self.batch_size)
-        check_positive_float("lr", self.lr)
+        check_sgd_settings(self)
         check_positive_int("cd_k", self.cd_k)
         if self.n_chains is not None:
             check_positive_int("n_chains", self.n_chains)
-        check_probability("momentum", self.momentum)
-        check_probability("final_momentum", self.final_momentum)
-        check_nonnegative_int("momentum_switch_epoch", self.momentum_switch_epoch)
-        check_nonnegative_float("weight_decay", self.weight_decay)
-        check_probability("final_lr_fraction", self.final_lr_fraction)
         if self.sparsity_target is not None:
             check_probability("sparsity_target", self.sparsity_target, open_interval=True)
         check_nonnegative_float("sparsity_cost", self.sparsity_cost)
