@@ -131,3 +131,15 @@ def check_in_range(
 def generator_device(generator: torch.Generator | None) -> torch.device | None:
     """The device a draw from ``generator`` must happen on (a CUDA generator draws on CUDA)."""
     return None if generator is None else generator.device
+
+
+def check_device(device: object, name: str = "device") -> str:
+    """``cpu``, ``cuda`` or ``cuda:N`` where CUDA exists; one clear error otherwise."""
+    import torch
+
+    kind, _, index = str(device).partition(":")
+    if not isinstance(device, str) or kind not in ("cpu", "cuda") or (index and not index.isdigit()):
+        raise ValueError(f"{name} must be 'cpu', 'cuda' or 'cuda:N'; got {device!r}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{name} is {device!r} but CUDA is not available on this machine")
+    return device

@@ -1,22 +1,26 @@
-"""Recipe: train a Bernoulli RBM on a named dataset into a run folder, resumably."""
+"""Recipe ``rbm``: a Bernoulli or Gaussian-Bernoulli RBM trained by CD-k or PCD-k."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-import ebmlab
-from ebmlab._validation import check_choice, check_positive_int
-from ebmlab.experiments.run_folder import RunFolder, RunFolderError
-from ebmlab.experiments.tensorboard import TensorBoardLogger, check_tensorboard_available
+from ebmlab._fields import option, section
+from ebmlab._validation import check_choice, check_device, check_positive_int
+from ebmlab.experiments.recipe import Recipe
+from ebmlab.experiments.registry import register
+from ebmlab.experiments.run_folder import RunFolder
 from ebmlab.models.gaussian_rbm import GaussianBernoulliRBM
 from ebmlab.models.rbm import BernoulliRBM
 from ebmlab.samplers.gibbs import sample_visible
-from ebmlab.training.checkpoint import load_checkpoint, load_model_state
+from ebmlab.training.checkpoint import load_model_state
 from ebmlab.training.trainer import EXACT_PLL_MAX_VISIBLE, CDConfig, CDTrainer
+
+if TYPE_CHECKING:
+    from ebmlab.experiments.driver import TrainingRun
+    from ebmlab.training.distributed import DistributedContext
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 BINARIZATIONS = ("threshold", "stochastic", "dynamic")
@@ -36,27 +40,32 @@ class RBMExperimentConfig:
     standardised per feature with the training split's mean and standard deviation;
     ``binarization`` is then ignored). ``binarization``: ``threshold`` (pixels > 0.5),
     ``stochastic`` (one Bernoulli draw per pixel, fixed for the run) or ``dynamic``
-    (redrawn every epoch).
+    (redrawn every epoch). ``training=None`` takes :class:`CDConfig`'s defaults, or
+    ``GAUSSIAN_DEFAULTS`` on top of them for Gaussian visible units.
     """
 
-    dataset: str = "digits"
-    data_dir: str | None = None
-    n_hidden: int = 64
-    visible: str = "bernoulli"
-    binarization: str = "dynamic"
-    validation_fraction: float = 0.1
-    seed: int = 0
-    device: str = "cpu"
-    dtype: str = "float32"
-    keep_last: int = 3
-    tensorboard: bool = False
-    training: CDConfig | None = None  # None: CDConfig's defaults, or GAUSSIAN_DEFAULTS for gaussian
+    dataset: str = option("digits", "Dataset name (`ebmlab data list`).")
+    data_dir: str | None = option(None, "Folder holding the dataset's files.")
+    n_hidden: int = option(64, "Number of hidden units.")
+    visible: str = option(
+        "bernoulli",
+        "bernoulli (binarised data) or gaussian (standardised pixels; lr 1e-3 and final "
+        "momentum 0.5 unless given).",
+    )
+    binarization: str = option("dynamic", "threshold, stochastic (fixed) or dynamic (per epoch).")
+    validation_fraction: float = option(0.1, "Share of training data held out for monitoring.")
+    seed: int = option(0, "Random seed: the run is reproducible from it.")
+    device: str = option("cpu", "cpu or cuda.")
+    dtype: str = option("float32", "float32 or float64.")
+    keep_last: int = option(3, "Numbered checkpoints to keep.")
+    tensorboard: bool = option(
+        False, "Also log scalars, histograms and samples to RUN_DIR/tensorboard."
+    )
+    training: CDConfig | None = section(CDConfig, "CD/PCD training.", default_none=True)
 
     def __post_init__(self) -> None:
         if self.training is None:
             self.training = CDConfig(**(GAUSSIAN_DEFAULTS if self.visible == "gaussian" else {}))
-        elif isinstance(self.training, dict):
-            self.training = CDConfig(**self.training)
         check_positive_int("n_hidden", self.n_hidden)
         check_choice("visible", self.visible, VISIBLE_UNITS)
         check_choice("binarization", self.binarization, BINARIZATIONS)
@@ -65,23 +74,10 @@ class RBMExperimentConfig:
                 f"validation_fraction must lie in [0, 1); got {self.validation_fraction!r}"
             )
         check_choice("dtype", self.dtype, tuple(DTYPES))
-        check_choice("device", self.device.split(":")[0], ("cpu", "cuda"))
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"device is {self.device!r} but CUDA is not available on this machine")
+        check_device(self.device)
         self.training.dynamic_binarization = (
             self.visible == "bernoulli" and self.binarization == "dynamic"
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"model": "rbm", "ebmlab_version": ebmlab.__version__, **asdict(self)}
-
-    @classmethod
-    def from_dict(cls, config: dict[str, Any]) -> RBMExperimentConfig:
-        fields = {k: v for k, v in config.items() if k not in ("model", "ebmlab_version")}
-        try:
-            return cls(**fields)
-        except TypeError as error:
-            raise RunFolderError(f"config.yaml does not describe an RBM run: {error}") from error
 
 
 @dataclass
@@ -177,102 +173,95 @@ def build_model(
     )
 
 
-def run_rbm(
-    config: RBMExperimentConfig,
-    out: str | Path,
-    *,
-    overwrite: bool = False,
-    progress: bool = True,
-) -> RunFolder:
-    """Train an RBM from scratch into the run folder ``out``; returns the folder."""
-    data = prepare_data(config)  # a missing dataset fails before any folder is made
-    if config.tensorboard:  # fail before the run folder is made, not after an epoch
-        check_tensorboard_available()
-    run = RunFolder(out, keep_last=config.keep_last).create(overwrite=overwrite)
-    run.write_config(config.to_dict())
-    generator = torch.Generator(device=config.device).manual_seed(config.seed)
-    model = build_model(config, data.train.shape[1], generator)
-    model.init_visible_bias(data.train)
-    trainer = CDTrainer(model, config.training, generator=generator)
-    _train(run, trainer, data, progress=progress, tensorboard=config.tensorboard)
-    return run
+@register
+class RBMRecipe(Recipe):
+    """An RBM trained by CD-k or PCD-k, one step per epoch, the best checkpoint by score."""
 
+    name = "rbm"
+    config_class = RBMExperimentConfig
+    summary = "Train a Bernoulli or Gaussian-Bernoulli RBM by CD-k or PCD-k."
+    progress_keys = ("pseudo_loglik", "reconstruction_error")
 
-def resume_rbm(out: str | Path, *, progress: bool = True) -> RunFolder:
-    """Continue a killed RBM run from its newest checkpoint, to the same result."""
-    run = RunFolder(out)
-    config = RBMExperimentConfig.from_dict(run.read_config())
-    run.checkpoints.keep_last = config.keep_last
-    data = prepare_data(config)
-    generator = torch.Generator(device=config.device)
-    model = build_model(config, data.train.shape[1], generator)
-    trainer = CDTrainer(model, config.training, generator=generator)
-    latest = run.checkpoints.latest()
-    if latest is None:
-        raise RunFolderError(
-            f"{run.path} has no checkpoint to resume from; start it again with --overwrite"
-        )
-    model_state, extra = load_checkpoint(latest)
-    load_model_state(model, model_state, source=str(latest))
-    trainer.load_state_dict(extra["trainer"])
-    run.truncate_metrics(last_epoch=trainer.epoch)
-    _train(
-        run,
-        trainer,
-        data,
-        progress=progress,
-        tensorboard=config.tensorboard,
-        best_score=extra.get("best_score"),
-    )
-    return run
+    @classmethod
+    def complete_settings(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        # Gaussian units get their own defaults for what the settings leave out.
+        if settings.get("visible") == "gaussian":
+            training = settings.setdefault("training", {})
+            for name, value in GAUSSIAN_DEFAULTS.items():
+                training.setdefault(name, value)
+        return settings
 
+    def prepare(self) -> None:
+        self.data = prepare_data(self.config)
 
-def _train(
-    run: RunFolder,
-    trainer: CDTrainer,
-    data: PreparedData,
-    *,
-    progress: bool,
-    tensorboard: bool = False,
-    best_score: float | None = None,
-) -> None:
-    from tqdm.auto import tqdm
+    def build(self, context: DistributedContext) -> None:
+        self.generator = torch.Generator(device=self.config.device).manual_seed(self.config.seed)
+        self.model = build_model(self.config, self.data.train.shape[1], self.generator)
+        self.model.init_visible_bias(self.data.train)
+        self.trainer = CDTrainer(self.model, self.config.training, generator=self.generator)
 
-    epochs = range(trainer.epoch, trainer.config.epochs)
-    bar = tqdm(
-        epochs,
-        desc="training RBM",
-        disable=not progress,
-        initial=trainer.epoch,
-        total=trainer.config.epochs,
-    )
-    board = None
-    if tensorboard:
-        board = TensorBoardLogger(run.path / "tensorboard", resumed_after=trainer.epoch)
-    for _ in bar:
-        record = trainer.train_epoch(data.train, progress=False)
-        record.update(trainer.monitor(data.monitor_train, data.validation))
-        record["epoch"] = trainer.epoch
+    def total_steps(self) -> int:
+        return self.config.training.epochs
+
+    def completed_steps(self) -> int:
+        return self.trainer.epoch
+
+    def step(self, run: TrainingRun) -> dict[str, Any]:
+        record = self.trainer.train_epoch(self.data.train, progress=False)
+        record.update(self.trainer.monitor(self.data.monitor_train, self.data.validation))
+        return record
+
+    def score(self, record: dict[str, Any]) -> float:
         # Gaussian visible units have no pseudo-likelihood: rank them by reconstruction.
-        score = record.get("pseudo_loglik", -record["reconstruction_error"])
-        is_best = best_score is None or score > best_score
-        best_score = score if is_best else best_score
-        # Metrics first: a kill between the two leaves an extra line that resume truncates,
-        # never a checkpoint whose epoch has no metrics.
-        run.append_metrics(record)
-        run.checkpoints.save(
-            trainer.epoch,
-            trainer.model.state_dict(),
-            {"trainer": trainer.state_dict(), "best_score": best_score, "epoch": trainer.epoch},
-            is_best=is_best,
+        return record.get("pseudo_loglik", -record["reconstruction_error"])
+
+    def state(self):
+        return self.model.state_dict(), {"trainer": self.trainer.state_dict()}, {}
+
+    def load_state(self, model_state, shared, local) -> None:
+        load_model_state(self.model, model_state, source="checkpoint")
+        self.trainer.load_state_dict(shared["trainer"])
+
+    def model_for_logging(self) -> torch.nn.Module:
+        return self.model
+
+    def tensorboard_images(self) -> dict[str, torch.Tensor]:
+        generator = torch.Generator(device=self.config.device).manual_seed(self.trainer.epoch)
+        return {"samples": self.sample(64, 100, generator=generator)[0]}
+
+    def figures(self, folder: RunFolder) -> None:
+        write_figures(folder, self.model, self.data, seed=self.trainer.epoch)
+
+    def image_shape(self) -> tuple[int, int]:
+        return self.data.image_shape
+
+    def sample(self, n: int, n_steps: int, *, generator: torch.Generator):
+        samples = sample_visible(self.model, n, n_steps, generator=generator)
+        return self.data.to_pixels(samples), "Gibbs sweeps"
+
+    def evaluate(
+        self,
+        *,
+        loglik: bool = False,
+        n_chains: int = 100,
+        n_betas: int | None = None,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> dict[str, Any]:
+        """Metrics on the test split (and, with ``loglik``, AIS + RAISE likelihoods).
+
+        Returns a JSON-ready dict; the keys are documented in docs/cli.md.
+        """
+        return evaluate_rbm(
+            self.model,
+            self.config,
+            self.data,
+            loglik=loglik,
+            n_chains=n_chains,
+            n_betas=n_betas,
+            seed=seed,
+            progress=progress,
         )
-        bar.set_postfix(score=f"{score:.3f}", recon=f"{record['reconstruction_error']:.4f}")
-        if board is not None:
-            board.log_record(trainer.epoch, record, trainer.model)
-    samples = write_figures(run, trainer.model, data, seed=trainer.epoch)
-    if board is not None:
-        board.log_images("samples", samples, data.image_shape, trainer.epoch)
-        board.close()
 
 
 def write_figures(
@@ -291,24 +280,10 @@ def write_figures(
     return samples
 
 
-def load_rbm(
-    run_dir: str | Path, *, which: str = "latest"
-) -> tuple[RBMExperimentConfig, BernoulliRBM]:
-    """Load a trained RBM from a run folder (``which``: ``latest`` or ``best``)."""
-    run = RunFolder(run_dir)
-    config = RBMExperimentConfig.from_dict(run.read_config())
-    path = run.checkpoints.best if which == "best" else run.checkpoints.latest()
-    if path is None or not path.is_file():
-        raise RunFolderError(f"{run.path} has no {which} checkpoint")
-    model_state, _ = load_checkpoint(path)
-    n_visible = model_state["weight"].shape[0]
-    model = build_model(config, n_visible, torch.Generator(device=config.device))
-    load_model_state(model, model_state, source=str(path))
-    return config, model
-
-
 def evaluate_rbm(
-    run_dir: str | Path,
+    model: BernoulliRBM | GaussianBernoulliRBM,
+    config: RBMExperimentConfig,
+    data: PreparedData,
     *,
     loglik: bool = False,
     n_chains: int = 100,
@@ -316,17 +291,12 @@ def evaluate_rbm(
     seed: int = 0,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Metrics of a trained RBM on its test split (and, with ``loglik``, AIS + RAISE likelihoods).
-
-    Returns a JSON-ready dict; the keys are documented in docs/cli.md.
-    """
+    """Metrics of a trained RBM on ``data.test`` (and, with ``loglik``, AIS + RAISE likelihoods)."""
     from ebmlab.estimators.pseudo_likelihood import pseudo_log_likelihood
     from ebmlab.training.monitor import free_energy_gap, reconstruction_error
 
-    config, model = load_rbm(run_dir)
     if loglik and config.visible != "bernoulli":
         raise ValueError("--loglik (AIS and reverse AIS) is implemented for Bernoulli RBMs only")
-    data = prepare_data(config)
     generator = torch.Generator(device=config.device).manual_seed(seed)
 
     with torch.no_grad():

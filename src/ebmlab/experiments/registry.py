@@ -1,93 +1,129 @@
-"""Dispatch from a run folder's ``model`` key to the recipe that understands it."""
+"""The recipe registry: ``@register`` a recipe once, and train, eval, sample and report find it.
+
+Every module of :mod:`ebmlab.experiments` is imported on the first look-up, so a
+recipe file that decorates its class with ``@register`` is all a new model needs
+(docs/adding-a-model.md). Code outside the package registers the same way,
+after which ``ebmlab.experiments.driver.train(MyConfig(), out)`` works for it.
+"""
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ebmlab._validation import check_positive_int
 from ebmlab.experiments.run_folder import RunFolder, RunFolderError
 
+if TYPE_CHECKING:
+    from ebmlab.experiments.recipe import Recipe
 
+# The modules of experiments/ that hold no recipe (recipe files are found by this rule).
+_INFRASTRUCTURE = frozenset({"config", "driver", "recipe", "registry", "report", "run_folder", "tensorboard"})
+_RECIPES: dict[str, type[Recipe]] = {}
+_DISCOVERED = False
+
+
+def register(recipe_class: type[Recipe]) -> type[Recipe]:
+    """Class decorator: make ``recipe_class`` known under its ``name``."""
+    name = recipe_class.name
+    if not name:
+        raise ValueError(f"{recipe_class.__qualname__} needs a non-empty class attribute name")
+    existing = _RECIPES.get(name)
+    if existing is not None and existing.__qualname__ != recipe_class.__qualname__:
+        raise ValueError(f"a recipe named {name!r} is registered already ({existing.__qualname__})")
+    _RECIPES[name] = recipe_class
+    return recipe_class
+
+
+def _discover() -> None:
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
+    _DISCOVERED = True
+    import ebmlab.experiments as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        if module.name not in _INFRASTRUCTURE and not module.name.startswith("_old"):
+            importlib.import_module(f"{package.__name__}.{module.name}")
+
+
+def recipes() -> dict[str, type[Recipe]]:
+    """Every registered recipe by name, in registration order."""
+    _discover()
+    return dict(_RECIPES)
+
+
+def get_recipe(name: str) -> type[Recipe]:
+    """The recipe registered as ``name``; one clear error for an unknown name."""
+    known = recipes()
+    if name not in known:
+        raise RunFolderError(f"model {name!r} is not a known recipe; known: {sorted(known)}")
+    return known[name]
+
+
+def recipe_for_config(config: Any) -> type[Recipe]:
+    """The recipe whose ``config_class`` ``config`` is an instance of."""
+    for recipe_class in recipes().values():
+        if type(config) is recipe_class.config_class:
+            return recipe_class
+    raise TypeError(f"config must be a registered recipe's config; got {type(config).__name__}")
+
+
+# ----- reading run folders ------------------------------------------------------------------------
 def run_model_name(run_dir: str | Path) -> str:
     return str(RunFolder(run_dir).read_config()["model"])
 
 
+def open_run(run_dir: str | Path, *, which: str = "latest") -> Recipe:
+    """A run's recipe with its data prepared and its ``which`` checkpoint loaded (latest or best)."""
+    from ebmlab._validation import check_choice
+    from ebmlab.experiments.driver import checkpoint_parts, read_run_config
+    from ebmlab.training.checkpoint import load_checkpoint
+    from ebmlab.training.distributed import DistributedContext
+
+    check_choice("which", which, ("latest", "best"))
+    folder = RunFolder(run_dir)
+    recipe_class, config = read_run_config(folder)
+    path = folder.checkpoints.best if which == "best" else folder.checkpoints.latest()
+    if path is None or not path.is_file():
+        raise RunFolderError(f"{folder.path} has no {which} checkpoint")
+    recipe = recipe_class(config)
+    recipe.prepare()
+    recipe.build(DistributedContext(device=recipe.device))
+    model_state, extra = load_checkpoint(path)
+    recipe.load_state(model_state, *checkpoint_parts(extra))
+    return recipe
+
+
 def evaluate_run(run_dir: str | Path, *, strict: bool = True, **options: Any) -> dict[str, Any]:
-    """Evaluate any run folder; see each model's ``evaluate_*`` for the keys.
+    """Evaluate any run folder; see each recipe's ``evaluate`` for the keys.
 
-    With ``strict``, asking for ``loglik``, ``ood`` or ``refine_steps`` from a model that cannot give
-    them is an error; otherwise (the report) such options are simply not passed.
+    Options a recipe's ``evaluate`` does not take are an error with ``strict``
+    (``--ood`` for an RBM), and are dropped without it (the report asks every
+    model the same). Options left at a false value are never an error.
     """
-    model = run_model_name(run_dir)
-    if model == "rbm":
-        from ebmlab.experiments.rbm import evaluate_rbm as evaluate
-    elif model == "dbn":
-        from ebmlab.experiments.dbn import evaluate_dbn as evaluate
-    elif model == "dbm":
-        from ebmlab.experiments.dbm import evaluate_dbm as evaluate
-    elif model == "bm":
-        from ebmlab.experiments.bm import evaluate_bm as evaluate
-    elif model == "jem":
-        from ebmlab.experiments.jem_eval import evaluate_jem as evaluate
-    else:
-        raise RunFolderError(f"evaluation of {model!r} runs is not supported")
-    # Models differ in what they can estimate (a tiny BM is always exact): pass what applies.
-    accepted = inspect.signature(evaluate).parameters
-    specific = ("loglik", "ood", "refine_steps", "refine_step_size")
-    asked = [name for name in specific if options.get(name) and name not in accepted]
-    if asked and strict:
-        flags = ", ".join("--" + name.replace("_", "-") for name in asked)
-        raise ValueError(f"{flags} does not apply to {model!r} runs")
-    return evaluate(run_dir, **{k: v for k, v in options.items() if k in accepted})
+    recipe = open_run(run_dir)
+    parameters = inspect.signature(recipe.evaluate).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    accepted = {k: v for k, v in options.items() if takes_any or k in parameters}
+    refused = [k for k, v in options.items() if k not in accepted and v]
+    if refused and strict:
+        flags = ", ".join("--" + name.replace("_", "-") for name in refused)
+        raise ValueError(f"{flags} does not apply to {recipe.name!r} runs")
+    return recipe.evaluate(**accepted)
 
 
-def draw_samples(run_dir: str | Path, model_name: str, n: int, n_steps: int, seed: int):
-    """(samples in pixel space, the run's config, a description of the sampler) for a run."""
-    if model_name == "rbm":
-        from ebmlab.experiments.rbm import load_rbm, prepare_data
-        from ebmlab.samplers.gibbs import sample_visible
-
-        config, model = load_rbm(run_dir)
-        generator = torch.Generator(device=config.device).manual_seed(seed)
-        samples = sample_visible(model, n, n_steps, generator=generator)
-        if config.visible == "gaussian":  # back from standardised units to pixels
-            samples = prepare_data(config).to_pixels(samples)
-        return samples, config, "Gibbs sweeps"
-    if model_name == "dbn":
-        from ebmlab.experiments.dbn import load_dbn
-
-        config, dbn, _ = load_dbn(run_dir)
-        generator = torch.Generator(device=config.device).manual_seed(seed)
-        return dbn.sample(n, n_steps, generator=generator), config, "Gibbs sweeps in the top RBM"
-    if model_name == "dbm":
-        from ebmlab.experiments.dbm import load_dbm
-        from ebmlab.samplers.dbm_gibbs import sample_dbm
-
-        config, dbm = load_dbm(run_dir)
-        generator = torch.Generator(device=config.device).manual_seed(seed)
-        return (
-            sample_dbm(dbm, n, n_steps, generator=generator).visible_mean,
-            config,
-            "block Gibbs sweeps",
-        )
-    if model_name == "jem":
-        from ebmlab.experiments.jem import load_jem
-        from ebmlab.experiments.jem_eval import draw_samples as draw_jem_samples
-
-        config, model, _, buffer_state = load_jem(run_dir)
-        samples = draw_jem_samples(model, config, buffer_state, n=n, n_steps=n_steps, seed=seed)
-        return (samples + 1) / 2, config, "SGLD steps from the replay buffer"  # [-1, 1] -> pixels
-    if model_name == "bm":
-        from ebmlab.experiments.bm import load_bm
-
-        config, bm = load_bm(run_dir)
-        generator = torch.Generator().manual_seed(seed)
-        return bm.sample(n, n_steps, generator=generator), config, "Gibbs sweeps"
-    raise RunFolderError(f"sampling from {model_name!r} runs is not supported")
+def draw_samples(run_dir: str | Path, n: int, n_steps: int, seed: int, **options: Any):
+    """``(samples in [0, 1], the recipe, a description of the sampler)`` for a run."""
+    recipe = open_run(run_dir)
+    generator = torch.Generator(device=recipe.device).manual_seed(seed)
+    samples, description = recipe.sample(n, n_steps, generator=generator, **options)
+    return samples, recipe, description
 
 
 def sample_run(
@@ -97,34 +133,22 @@ def sample_run(
     n_steps: int,
     seed: int,
     out: Path | None,
-    class_: int | None = None,
+    **options: Any,
 ) -> Path:
-    r"""Draw ``n`` samples from a run's model and save an image grid; returns the PNG path.
+    """Draw ``n`` samples from a run's model and save a figure of them; returns its path.
 
-    ``class_`` (JEM only) samples :math:`p(x \mid y)` through :math:`E(x, y)`.
+    Options go to the recipe's ``sample`` (e.g. ``class_`` for JEM's :math:`p(x \\mid y)`);
+    one it does not take is an error.
     """
-    from ebmlab.viz.images import save_image_grid
-
     check_positive_int("n", n)
     check_positive_int("n_steps", n_steps)
-    model_name = run_model_name(run_dir)
-    if model_name == "jem":
-        from ebmlab.experiments.jem import sample_jem
-
-        return sample_jem(run_dir, n=n, n_steps=n_steps, class_=class_, seed=seed, out=out)
-    if class_ is not None:
-        raise ValueError(f"class_ applies to JEM runs only; {run_dir} is a {model_name!r} run")
-    out = Path(out) if out is not None else RunFolder(run_dir).figures / f"samples-{seed}.png"
-    samples, config, steps = draw_samples(run_dir, model_name, n, n_steps, seed)
-    title = f"{n} {model_name.upper()} samples, {n_steps} {steps}"
-    return save_image_grid(samples, image_shape_of(config), out, title=title)
-
-
-def image_shape_of(config: Any) -> tuple[int, int]:
-    """The image shape of a run's data (bars-and-stripes runs choose their own size)."""
-    from ebmlab.data import dataset_info
-
-    image_size = getattr(config, "image_size", None)
-    if image_size is not None:
-        return (image_size, image_size)
-    return tuple(dataset_info(config.dataset, data_dir=config.data_dir)["shape"])
+    recipe = open_run(run_dir)
+    parameters = inspect.signature(recipe.sample).parameters
+    for name, value in options.items():
+        if value is not None and name not in parameters:
+            flag = "--" + name.rstrip("_").replace("_", "-")
+            raise ValueError(f"{flag} does not apply to {recipe.name!r} runs")
+    options = {k: v for k, v in options.items() if k in parameters}
+    label = "".join(f"-{k.rstrip('_')}{v}" for k, v in options.items() if v is not None)
+    out = Path(out) if out is not None else RunFolder(run_dir).figures / f"samples{label}-{seed}.png"
+    return recipe.save_samples(n, n_steps, seed=seed, out=out, **options)

@@ -10,8 +10,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ebmlab.training.checkpoint import CheckpointManager, atomic_write_bytes
 
 
@@ -91,16 +89,20 @@ class RunFolder:
 
     # ----- config ----------------------------------------------------------------------------
     def write_config(self, config: dict[str, Any]) -> None:
-        text = yaml.safe_dump(config, sort_keys=False)
-        atomic_write_bytes(self.config_path, text.encode())
+        from ebmlab.experiments.config import dump_yaml
+
+        atomic_write_bytes(self.config_path, dump_yaml(config).encode())
 
     def read_config(self) -> dict[str, Any]:
+        """The raw ``config.yaml`` mapping (YAML 1.2), which must name its ``model``."""
+        from ebmlab.experiments.config import ConfigError, read_yaml
+
         self.require_existing()
         try:
-            config = yaml.safe_load(self.config_path.read_text())
-        except yaml.YAMLError as error:
-            raise RunFolderError(f"{self.config_path} is not valid YAML: {error}") from error
-        if not isinstance(config, dict) or "model" not in config:
+            config = read_yaml(self.config_path)
+        except ConfigError as error:
+            raise RunFolderError(str(error)) from None
+        if "model" not in config:
             raise RunFolderError(f"{self.config_path} must be a mapping with a 'model' key")
         return config
 
@@ -121,8 +123,12 @@ class RunFolder:
                 break  # a run killed mid-write leaves at most one partial last line
         return records
 
-    def truncate_metrics(self, *, last_epoch: int) -> None:
-        """Drop records after ``last_epoch`` (written after the checkpoint a resume starts from)."""
-        kept = [r for r in self.read_metrics() if r.get("epoch", 0) <= last_epoch]
+    def truncate_metrics(self, *, key: str, last: int) -> None:
+        """Drop records whose ``key`` (the step counter) is past ``last``.
+
+        Those were written after the checkpoint a resume starts from, and the
+        resumed run writes them again.
+        """
+        kept = [r for r in self.read_metrics() if r.get(key, 0) <= last]
         text = "".join(json.dumps(r) + "\n" for r in kept)
         atomic_write_bytes(self.metrics_path, text.encode())

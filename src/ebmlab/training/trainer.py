@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ebmlab._fields import option
 from ebmlab._validation import (
     check_nonempty,
     check_nonnegative_float,
@@ -53,20 +54,22 @@ class CDConfig:
         Redraw binary data from the grey levels every epoch.
     """
 
-    epochs: int = 10
-    batch_size: int = 100
-    lr: float = 0.05
-    cd_k: int = 1
-    persistent: bool = False
-    n_chains: int | None = None
-    momentum: float = 0.5
-    final_momentum: float = 0.9
-    momentum_switch_epoch: int = 5
-    weight_decay: float = 1e-4
-    final_lr_fraction: float = 1.0
-    sparsity_target: float | None = None
-    sparsity_cost: float = 0.0
-    dynamic_binarization: bool = False
+    epochs: int = option(10, "Passes over the training data.", resumable=True)
+    batch_size: int = option(100, "Minibatch size.")
+    lr: float = option(0.05, "Learning rate.")
+    cd_k: int = option(1, "Gibbs steps per update (the k of CD-k).")
+    persistent: bool = option(False, "Persistent chains (PCD-k) instead of restarting at the data.")
+    n_chains: int | None = option(None, "Persistent chains (none: batch size).")
+    momentum: float = option(0.5, "Initial momentum.")
+    final_momentum: float = option(0.9, "Momentum after momentum_switch_epoch.")
+    momentum_switch_epoch: int = option(5, "Epoch at which momentum switches.")
+    weight_decay: float = option(1e-4, "L2 penalty on the weights.")
+    final_lr_fraction: float = option(1.0, "The learning rate decays linearly to this fraction.")
+    sparsity_target: float | None = option(None, "Target mean hidden activation (none: no penalty).")
+    sparsity_cost: float = option(0.0, "Weight of the sparsity penalty.")
+    dynamic_binarization: bool = option(
+        False, "Redraw binary data every epoch (set by the recipes from binarization).", cli=False
+    )
 
     def __post_init__(self) -> None:
         check_sgd_settings(self)

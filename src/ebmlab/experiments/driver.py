@@ -1,0 +1,284 @@
+"""The one training loop every recipe runs in: new run or resume, metrics, checkpoints.
+
+:func:`train` starts a run folder from a config; :func:`resume` continues a
+stopped or killed one from its newest checkpoint to the same result (bit for
+bit on CPU). Both call the recipe's hooks (:class:`~ebmlab.experiments.recipe.Recipe`)
+in one loop::
+
+    step -> metrics line -> checkpoint (config inside) -> TensorBoard
+
+Rules every model shares, written once here:
+
+- a metrics line is written before the checkpoint of its step, so a kill in
+  between leaves an extra line that resume drops (one truncation rule: lines
+  whose step counter is past the checkpoint's);
+- a checkpoint is written at step 0 (a divergence rollback always has a target),
+  every ``checkpoint_due()`` step, at ``stop_after`` and at the end;
+- under ``torchrun`` rank 0 writes the shared files and each rank ``r > 0`` its
+  own sampler state to ``checkpoints/rank-r/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ebmlab._validation import check_positive_int
+from ebmlab.experiments.config import (
+    changed_fields,
+    set_dotted,
+    config_from_mapping,
+    config_to_mapping,
+    resumable_fields,
+)
+from ebmlab.experiments.recipe import Recipe
+from ebmlab.experiments.registry import get_recipe, recipe_for_config
+from ebmlab.experiments.run_folder import RunFolder, RunFolderError
+from ebmlab.training.checkpoint import CheckpointManager, load_checkpoint
+from ebmlab.training.distributed import DistributedContext, barrier, init_distributed
+
+
+class TrainingRun:
+    """What a recipe's ``step`` may ask of the driver: save, restore, log.
+
+    Attributes
+    ----------
+    folder : RunFolder
+    context : DistributedContext
+    board : TensorBoardLogger or None
+    """
+
+    def __init__(self, recipe: Recipe, folder: RunFolder, context: DistributedContext) -> None:
+        self.recipe, self.folder, self.context = recipe, folder, context
+        self.board = None
+        self.best_score: float | None = None
+        self.saved_step: int | None = None
+
+    @property
+    def rank_checkpoints(self) -> CheckpointManager:
+        """Where rank r > 0 keeps its own state."""
+        return CheckpointManager(
+            self.folder.checkpoints.directory / f"rank-{self.context.rank}",
+            keep_last=self.folder.checkpoints.keep_last,
+        )
+
+    def save(self, *, is_best: bool = False) -> None:
+        """Checkpoint the recipe's state at its current step (a collective under torchrun)."""
+        recipe, step = self.recipe, self.recipe.completed_steps()
+        model_state, shared, local = recipe.state()
+        if self.context.is_main:
+            extra = {
+                "config": config_to_mapping(recipe.config, model=recipe.name),
+                "driver": {"step": step, "best_score": self.best_score},
+                "shared": shared,
+                "local": local,
+            }
+            self.folder.checkpoints.save(step, model_state, extra, is_best=is_best)
+            if self.board is not None:
+                module = recipe.model_for_logging()
+                if module is not None:
+                    self.board.log_record(step, {}, module)
+                for tag, images in recipe.tensorboard_images().items():
+                    self.board.log_images(tag, images.cpu(), recipe.image_shape(), step)
+        else:
+            self.rank_checkpoints.save(step, {}, {"local": local}, is_best=False)
+        self.saved_step = step
+        barrier(self.context)  # no rank may roll back to a checkpoint another has not written
+
+    def restore(self) -> int:
+        """Load the newest checkpoint into the recipe; returns its step."""
+        latest = self.folder.checkpoints.latest()
+        if latest is None:
+            raise RunFolderError(
+                f"{self.folder.path} has no checkpoint to resume from; start it again with --overwrite"
+            )
+        model_state, extra = load_checkpoint(latest)
+        shared, local = checkpoint_parts(extra)
+        if not self.context.is_main:
+            _, rank_extra = load_checkpoint(self.rank_checkpoints.directory / latest.name)
+            local = rank_extra["local"]
+        self.recipe.load_state(model_state, shared, local)
+        self.best_score = extra["driver"]["best_score"]
+        return int(extra["driver"]["step"])
+
+    def log(self, record: dict[str, Any]) -> None:
+        """Append a metrics line (rank 0) and its scalars to TensorBoard."""
+        if not self.context.is_main:
+            return
+        self.folder.append_metrics(record)
+        if self.board is not None and "event" not in record:
+            self.board.log_record(record[self.recipe.step_unit], record)
+
+
+def checkpoint_parts(extra: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(shared, local)`` state of a checkpoint's extra; a pre-driver checkpoint is both."""
+    if "shared" in extra:
+        return extra["shared"], extra["local"]
+    return extra, extra.get("local", extra)
+
+
+def train(
+    config: Any,
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> RunFolder:
+    """Train the recipe that ``config`` belongs to into a new run folder ``out``.
+
+    ``stop_after`` stops after that many steps in all, as a killed or
+    time-limited job would (the last checkpoint is at that step); :func:`resume`
+    continues it.
+    """
+    recipe = recipe_for_config(config)(config)
+    context = _start(recipe, stop_after)
+    recipe.prepare()  # a missing dataset fails before any folder exists
+    folder = RunFolder(out, keep_last=getattr(config, "keep_last", 3))
+    if context.is_main:
+        folder.create(overwrite=overwrite)
+        folder.write_config(config_to_mapping(config, model=recipe.name))
+    barrier(context)
+    recipe.build(context)
+    run = TrainingRun(recipe, folder, context)
+    run.save()
+    _loop(run, progress=progress, stop_after=stop_after)
+    return folder
+
+
+def resume(
+    out: str | Path,
+    *,
+    changes: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> RunFolder:
+    """Continue the run in ``out`` from its newest checkpoint, to the same result.
+
+    ``changes`` may set the fields a recipe marks resumable (e.g. ``{"epochs": 40}``
+    extends a finished run); they are written back to ``config.yaml``.
+    """
+    folder = RunFolder(out)
+    recipe_class, config = read_run_config(folder)
+    if changes:
+        config = _with_changes(recipe_class, config, changes, folder)
+    recipe = recipe_class(config)
+    context = _start(recipe, stop_after)
+    folder.checkpoints.keep_last = getattr(config, "keep_last", 3)
+    if folder.checkpoints.latest() is None:
+        raise RunFolderError(
+            f"{folder.path} has no checkpoint to resume from; start it again with --overwrite"
+        )
+    recipe.prepare()
+    recipe.build(context)
+    run = TrainingRun(recipe, folder, context)
+    step = run.restore()
+    run.saved_step = step
+    if context.is_main:
+        if changes:
+            folder.write_config(config_to_mapping(config, model=recipe.name))
+        folder.truncate_metrics(key=recipe.step_unit, last=step)
+    barrier(context)
+    _loop(run, progress=progress, stop_after=stop_after)
+    return folder
+
+
+def read_run_config(folder: RunFolder) -> tuple[type[Recipe], Any]:
+    """The recipe class and validated config of a run folder (old key names mapped)."""
+    from ebmlab.experiments.config import apply_renames
+
+    settings = folder.read_config()
+    recipe_class = get_recipe(str(settings["model"]))
+    settings = apply_renames(settings, recipe_class.renames)
+    config = config_from_mapping(
+        recipe_class.config_class,
+        settings,
+        model=recipe_class.name,
+        source=str(folder.config_path),
+    )
+    return recipe_class, config
+
+
+def _with_changes(recipe_class, config, changes: Mapping[str, Any], folder: RunFolder) -> Any:
+    mapping = dataclasses.asdict(config)
+    for dotted, value in changes.items():
+        set_dotted(mapping, dotted, value)
+    new = config_from_mapping(recipe_class.config_class, mapping, model=recipe_class.name)
+    allowed = resumable_fields(recipe_class.config_class)
+    refused = sorted(changed_fields(config, new) - allowed)
+    if refused:
+        raise ValueError(
+            f"--resume continues {folder.path} exactly as its config.yaml says; it may change "
+            f"only {sorted(allowed) or 'nothing'}, not {refused} (start a new run with "
+            f"--config {folder.config_path} and your changes)"
+        )
+    return new
+
+
+def _start(recipe: Recipe, stop_after: int | None) -> DistributedContext:
+    if stop_after is not None:
+        check_positive_int("stop_after", stop_after)
+    if getattr(recipe.config, "tensorboard", False):  # fail before any folder is made
+        from ebmlab.experiments.tensorboard import check_tensorboard_available
+
+        check_tensorboard_available()
+    context = init_distributed(recipe.device)
+    if context.enabled and not recipe.distributed:
+        raise ValueError(f"{recipe.name!r} runs cannot train under torchrun")
+    if context.device != recipe.device:
+        recipe.config.device = context.device  # cuda -> cuda:LOCAL_RANK under torchrun
+    return context
+
+
+def _loop(run: TrainingRun, *, progress: bool, stop_after: int | None) -> None:
+    from tqdm.auto import tqdm
+
+    recipe, context = run.recipe, run.context
+    end = recipe.total_steps() if stop_after is None else min(stop_after, recipe.total_steps())
+    bar = tqdm(
+        total=recipe.total_steps(),
+        initial=recipe.completed_steps(),
+        desc=f"training {recipe.name}",
+        disable=not (progress and context.is_main),
+    )
+    if getattr(recipe.config, "tensorboard", False) and context.is_main:
+        from ebmlab.experiments.tensorboard import TensorBoardLogger
+
+        run.board = TensorBoardLogger(
+            run.folder.path / "tensorboard", resumed_after=recipe.completed_steps()
+        )
+    try:
+        while recipe.completed_steps() < end:
+            record = recipe.step(run)
+            bar.n = recipe.completed_steps()
+            if record is not None:
+                _log_step(run, record, bar)
+            elif recipe.checkpoint_due():
+                run.save()
+        if run.saved_step != recipe.completed_steps():
+            run.save()
+        if recipe.completed_steps() >= recipe.total_steps() and context.is_main:
+            recipe.figures(run.folder)
+    finally:
+        bar.close()
+        if run.board is not None:
+            run.board.close()
+    barrier(context)
+
+
+def _log_step(run: TrainingRun, record: dict[str, Any], bar) -> None:
+    recipe = run.recipe
+    record = {recipe.step_unit: recipe.completed_steps(), **record}
+    score = recipe.score(record)
+    is_best = score is not None and (run.best_score is None or score > run.best_score)
+    if is_best:
+        run.best_score = score
+    run.log(record)  # first: a kill before the checkpoint leaves a line that resume drops
+    if recipe.checkpoint_due() or is_best:
+        run.save(is_best=is_best)
+    shown = {k: f"{record[k]:.4g}" for k in recipe.progress_keys if isinstance(record.get(k), float)}
+    if shown:
+        bar.set_postfix(shown)
+    bar.refresh()
