@@ -111,7 +111,7 @@ def option_parameters(options: list[ConfigOption]) -> list[inspect.Parameter]:
     """typer parameters (``Annotated`` with ``typer.Option``) for the generated options."""
     parameters = []
     for option in options:
-        help_text = f"{option.help} [default: {_shown_default(option)}]"
+        help_text = f"{option.help} (default: {_shown_default(option)})"
         if option.resumable:
             help_text += " (may change with --resume)"
         if option.kind is bool:

@@ -120,17 +120,19 @@ def _copy(value: Any) -> Any:
 
 
 def config_from_mapping(
-    config_class: type, settings: Mapping[str, Any], *, model: str, source: str = "config"
+    config_class: type, settings: Mapping[str, Any], *, model: str, source: str | None = None
 ) -> Any:
     """Validate ``settings`` (header keys allowed) into ``config_class``, strictly.
 
-    Raises :class:`ConfigError` naming the key, the value and what was expected.
+    Raises :class:`ConfigError` naming the key, the value and what was expected
+    (and ``source``, the file, when the settings came from one).
     """
+    where = f"{source}: " if source else ""
     from pydantic import TypeAdapter, ValidationError
 
     settings = dict(settings)
     if settings.get("model", model) != model:
-        raise ConfigError(f"{source} describes a {settings['model']!r} run, not {model!r}")
+        raise ConfigError(f"{where}describes a {settings['model']!r} run, not {model!r}")
     for key in HEADER_KEYS:
         settings.pop(key, None)
     _make_strict(config_class)
@@ -139,11 +141,11 @@ def config_from_mapping(
         # sections may be mappings; a YAML 1.2 file holds nothing JSON cannot.
         payload = json.dumps(settings)
     except (TypeError, ValueError) as error:
-        raise ConfigError(f"{source}: values must be numbers, strings, lists or mappings ({error})") from None
+        raise ConfigError(f"{where}values must be numbers, strings, lists or mappings ({error})") from None
     try:
         return TypeAdapter(config_class).validate_json(payload)
     except ValidationError as error:
-        raise ConfigError(f"{source}: {_describe(error)}") from None
+        raise ConfigError(where + _describe(error)) from None
 
 
 def _make_strict(config_class: type) -> None:

@@ -76,7 +76,7 @@ class Recipe:
 
     @classmethod
     def config_from(
-        cls, settings: Mapping[str, Any] | None = None, *, source: str = "config"
+        cls, settings: Mapping[str, Any] | None = None, *, source: str | None = None
     ) -> Any:
         """A validated config from a settings mapping (old key names mapped, defaults filled)."""
         from ebmlab.experiments.config import apply_renames, config_from_mapping
@@ -95,7 +95,7 @@ class Recipe:
         settings = apply_renames(read_yaml(path), cls.renames) if path is not None else {}
         for dotted, value in (overrides or {}).items():
             set_dotted(settings, dotted, value)
-        return cls.config_from(settings, source=str(path) if path is not None else "options")
+        return cls.config_from(settings, source=None if path is None else f"config file {path}")
 
     # ----- training ---------------------------------------------------------------------------
     def prepare(self) -> None:

@@ -101,13 +101,17 @@ def open_run(run_dir: str | Path, *, which: str = "latest") -> Recipe:
 
 
 def evaluate_run(run_dir: str | Path, *, strict: bool = True, **options: Any) -> dict[str, Any]:
-    """Evaluate any run folder; see each recipe's ``evaluate`` for the keys.
+    """Evaluate any run folder; see each recipe's ``evaluate`` for the keys."""
+    return evaluate_recipe(open_run(run_dir), strict=strict, **options)
 
-    Options a recipe's ``evaluate`` does not take are an error with ``strict``
-    (``--ood`` for an RBM), and are dropped without it (the report asks every
-    model the same). Options left at a false value are never an error.
+
+def evaluate_recipe(recipe: Recipe, *, strict: bool = True, **options: Any) -> dict[str, Any]:
+    """``recipe.evaluate`` with the options it takes.
+
+    Options it does not take are an error with ``strict`` (``--ood`` for an
+    RBM), and are dropped without it (the report asks every model the same).
+    Options left at a false value are never an error.
     """
-    recipe = open_run(run_dir)
     parameters = inspect.signature(recipe.evaluate).parameters
     takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
     accepted = {k: v for k, v in options.items() if takes_any or k in parameters}

@@ -17,8 +17,7 @@ from typing import Any
 import torch
 
 from ebmlab._validation import check_positive_int
-from ebmlab.experiments.registry import draw_samples, evaluate_run, image_shape_of, run_model_name
-from ebmlab.experiments.run_folder import RunFolderError
+from ebmlab.experiments.registry import evaluate_recipe, open_run
 
 # Feature networks shipped for a dataset (FID and IS are only comparable within one).
 FEATURE_NET_FOR_DATASET = {"fashion-mnist": "fashion-mnist-cnn", "digits": "digits-cnn"}
@@ -101,9 +100,10 @@ def report_row(
     from ebmlab.viz.images import save_image_grid
 
     run_dir = Path(run_dir)
-    model_name = run_model_name(run_dir)
-    result = evaluate_run(
-        run_dir, strict=False, loglik=loglik, n_betas=n_betas, seed=seed, progress=False
+    recipe = open_run(run_dir)
+    model_name, config = recipe.name, recipe.config
+    result = evaluate_recipe(
+        recipe, strict=False, loglik=loglik, n_betas=n_betas, seed=seed, progress=False
     )
     model_class, model = _describe(model_name, result)
     row = ReportRow(
@@ -115,13 +115,16 @@ def report_row(
     row.test_loglik, row.loglik_kind = _loglik(result)
     settings = [f"dataset {result.get('dataset', '?')}"]
     try:
-        samples, config, steps = draw_samples(run_dir, model_name, n_samples, n_steps, seed)
-    except RunFolderError as error:  # a model without a sampler still gets its other columns
-        settings.append(f"no samples ({error})")
+        generator = torch.Generator(device=recipe.device).manual_seed(seed)
+        samples, steps = recipe.sample(n_samples, n_steps, generator=generator)
+        image_shape = recipe.image_shape()
+    except ValueError as error:  # a model without images still gets its other columns
+        settings.append(f"no sample grid ({error})")
     else:
+        samples = samples.cpu()
         grid = figures / figure_name
         row.samples_figure = f"figures/{figure_name}"
-        save_image_grid(samples[:64], image_shape_of(config), grid, title=f"{model_class} {model}")
+        save_image_grid(samples[:64], image_shape, grid, title=f"{model_class} {model}")
         quality = _sample_quality(run_dir, model_name, config, samples)
         row.inception_score, row.fid = quality.get("inception_score"), quality.get("fid")
         settings.append(f"{n_samples} samples, {n_steps} {steps}")
