@@ -20,7 +20,9 @@ from pathlib import Path
 
 import torch
 
-from ebmlab.experiments.bm import BMConfig, load_bm, run_bm
+from ebmlab.experiments import driver
+from ebmlab.experiments.bm import BMConfig
+from ebmlab.experiments.registry import open_run
 from ebmlab.viz._mpl import pyplot
 from ebmlab.viz.images import tile_images
 
@@ -32,16 +34,16 @@ def train(
 ) -> tuple[list[dict], torch.Tensor, float]:
     config = BMConfig(
         n_hidden=n_hidden,
-        n_epochs=args.epochs,
+        epochs=args.epochs,
         eval_every=args.eval_every,
         checkpoint_every=args.epochs,
         seed=args.seed,
     )
     start = time.perf_counter()
-    path = run_bm(config, root / f"hidden-{n_hidden}", overwrite=True)
+    path = driver.train(config, root / f"hidden-{n_hidden}", overwrite=True, progress=False).path
     seconds = time.perf_counter() - start
     records = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
-    _, model = load_bm(path)
+    model = open_run(path).model
     samples = model.sample(32, 500, generator=torch.Generator().manual_seed(args.seed))
     return [r for r in records if "log_likelihood" in r], samples, seconds
 

@@ -25,7 +25,9 @@ import torch
 from ebmlab.estimators.ais import ais_log_partition
 from ebmlab.estimators.dbm import dbm_elbo
 from ebmlab.estimators.likelihood import log_likelihood
-from ebmlab.experiments.dbm import DBMExperimentConfig, load_data, load_dbm, run_dbm
+from ebmlab.experiments import driver
+from ebmlab.experiments.dbm import DBMExperimentConfig
+from ebmlab.experiments.registry import open_run
 from ebmlab.models.dbm import DBM, DBMClassifier
 from ebmlab.models.rbm import BernoulliRBM
 from ebmlab.samplers.gibbs import sample_visible
@@ -67,7 +69,7 @@ def dbm_config(args) -> DBMExperimentConfig:
     return DBMExperimentConfig(
         dataset="fashion-mnist",
         data_dir=args.data_dir,
-        hidden_sizes=list(args.hidden),
+        layers=list(args.hidden),
         binarization="stochastic",
         n_train=args.n_train,
         classifier_epochs=20,
@@ -77,16 +79,13 @@ def dbm_config(args) -> DBMExperimentConfig:
     )
 
 
-def evaluate_dbm_run(run_dir: Path, config, data, n_betas) -> dict:
-    _, model = load_dbm(run_dir)
+def evaluate_dbm_run(recipe, n_betas) -> dict:
+    model, data, scores = recipe.model, recipe.data, recipe.classifier
     generator = torch.Generator().manual_seed(0)
     log_z = ais_log_partition(
         model, n_chains=100, betas=n_betas, base_data=data.train, generator=generator
     )
     bound = dbm_elbo(model, data.test, log_z, n_iterations=30)
-    from ebmlab.training.checkpoint import load_checkpoint
-
-    _, scores = load_checkpoint(run_dir / "classifier.safetensors")
     return {
         "loglik_bound": bound.to_dict(),
         "log_z": log_z.to_dict(),
@@ -135,19 +134,20 @@ def main() -> None:
         args.rbm_epochs, args.n_betas = 4, 1000
     args.out.mkdir(parents=True, exist_ok=True)
     config = dbm_config(args)
-    data, labels, test_labels = load_data(config)
     report = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     }
 
     start = time.perf_counter()
-    run_dbm(config, args.out / "dbm_run", overwrite=True, progress=False)
+    driver.train(config, args.out / "dbm_run", overwrite=True, progress=False)
     report["dbm"] = {
         "train_seconds": time.perf_counter() - start,
         "layer_sizes": [784, *args.hidden],
     }
     start = time.perf_counter()
-    report["dbm"].update(evaluate_dbm_run(args.out / "dbm_run", config, data, args.n_betas))
+    recipe = open_run(args.out / "dbm_run")  # the trained DBM, its data and classifier scores
+    data, labels, test_labels = recipe.data, recipe.labels, recipe.test_labels
+    report["dbm"].update(evaluate_dbm_run(recipe, args.n_betas))
     report["dbm"]["eval_seconds"] = time.perf_counter() - start
 
     rbm, seconds = train_rbm(args, data, args.hidden[-1])

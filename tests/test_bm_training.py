@@ -63,7 +63,7 @@ def test_fully_visible_bm_recovers_the_parameters_of_a_known_model():
     truth = random_bm(10, 0, scale=0.5, seed=2)
     data = exact_samples(truth, 20_000, seed=3)
     model = BoltzmannMachine(10, 0, weight_std=0.0, dtype=torch.float64)
-    trainer = BMTrainer(model, learning_rate=0.2, momentum=0.9)
+    trainer = BMTrainer(model, lr=0.2, momentum=0.9)
     for _ in range(300):
         trainer.step(data)
     upper = torch.triu_indices(10, 10, 1).unbind()
@@ -107,7 +107,7 @@ def test_symmetry_and_zero_diagonal_survive_training_with_momentum_and_decay():
     data = exact_samples(random_bm(6, 0, seed=9), 64, seed=0)
     trainer = BMTrainer(
         model,
-        learning_rate=0.1,
+        lr=0.1,
         momentum=0.9,
         weight_decay=0.01,
         data_term="mean_field",
@@ -133,9 +133,7 @@ def test_pcd_and_mean_field_training_improves_the_exact_likelihood():
     )
     model.init_visible_bias(data)
     start = bm_log_likelihood(model, data)
-    trainer = BMTrainer(
-        model, learning_rate=0.1, data_term="mean_field", model_term="pcd", n_chains=200
-    )
+    trainer = BMTrainer(model, lr=0.1, data_term="mean_field", model_term="pcd", n_chains=200)
     generator = torch.Generator().manual_seed(1)
     for _ in range(10):
         trainer.train_epoch(data, batch_size=100, generator=generator)
@@ -162,7 +160,8 @@ def test_trainer_state_round_trips_the_persistent_chains():
     [
         ({"data_term": "sampled"}, "data_term must be one of"),
         ({"model_term": "cd"}, "model_term must be one of"),
-        ({"learning_rate": 0.0}, "learning_rate"),
+        ({"lr": 0.0}, "lr must be"),
+        ({"gibbs_steps": 0}, "gibbs_steps must be"),
         ({"mean_field_damping": 1.0}, "damping must be < 1"),
         ({"scan": "reverse"}, "scan must be one of"),
     ],

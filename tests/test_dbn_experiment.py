@@ -1,4 +1,4 @@
-"""The DBN recipe: run folder, resume after a kill, loading and evaluation (on digits)."""
+"""The DBN recipe: run folder, resume after a stop, loading and evaluation (on digits)."""
 
 from __future__ import annotations
 
@@ -6,21 +6,18 @@ import json
 
 import pytest
 import torch
-import yaml
 
-from ebmlab.experiments.dbn import (
-    DBNExperimentConfig,
-    evaluate_dbn,
-    load_dbn,
-    resume_dbn,
-    run_dbn,
-)
+from ebmlab.experiments import driver
+from ebmlab.experiments.config import set_dotted
+from ebmlab.experiments.dbn import DBNExperimentConfig, DBNRecipe
+from ebmlab.experiments.registry import evaluate_run, open_run
+from ebmlab.experiments.run_folder import RunFolderError
 from ebmlab.training.finetune import FinetuneConfig
 from ebmlab.training.trainer import CDConfig
 
 
-def small_config() -> DBNExperimentConfig:
-    return DBNExperimentConfig(
+def small_config(**changes) -> DBNExperimentConfig:
+    options = dict(
         layers=[16, 8],
         training=[CDConfig(epochs=2, persistent=True), CDConfig(epochs=2)],
         propagation="sample",
@@ -28,48 +25,67 @@ def small_config() -> DBNExperimentConfig:
         n_labelled=500,
         keep_last=2,
     )
+    return DBNExperimentConfig(**{**options, **changes})
 
 
-def comparable(records):
-    return [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in records]
+def records(path) -> list[dict]:
+    lines = (path / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(x).items() if k != "epoch_seconds"} for x in lines]
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_to_bitwise_equal_parameters(tmp_path):
-    reference = run_dbn(small_config(), tmp_path / "reference", progress=False)
-    _, dbn, classifier = load_dbn(reference.path)
+def test_stopped_run_resumes_to_bitwise_equal_parameters(tmp_path):
+    reference = driver.train(small_config(), tmp_path / "reference", progress=False).path
+    expected = open_run(reference)
     # 3: in the middle of the second RBM; 5: in the middle of fine-tuning.
     for stop in (3, 5):
         out = tmp_path / f"stopped-{stop}"
-        run_dbn(small_config(), out, progress=False, stop_after=stop)
-        assert len((out / "metrics.jsonl").read_text().splitlines()) == stop
-        resume_dbn(out, progress=False)
-        _, resumed, resumed_classifier = load_dbn(out)
-        for key, value in dbn.state_dict().items():
-            assert torch.equal(resumed.state_dict()[key], value), (stop, key)
-        for key, value in classifier.state_dict().items():
-            assert torch.equal(resumed_classifier.state_dict()[key], value), (stop, key)
-        lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-        reference_lines = [json.loads(x) for x in reference.metrics_path.read_text().splitlines()]
-        assert comparable(lines) == comparable(reference_lines)
+        driver.train(small_config(), out, progress=False, stop_after=stop)
+        assert len(records(out)) == stop
+        driver.resume(out, progress=False)
+        resumed = open_run(out)
+        for key, value in expected.dbn.state_dict().items():
+            assert torch.equal(resumed.dbn.state_dict()[key], value), (stop, key)
+        for key, value in expected.classifier().state_dict().items():
+            assert torch.equal(resumed.classifier().state_dict()[key], value), (stop, key)
+        assert records(out) == records(reference)
 
 
 @pytest.mark.slow
 def test_run_folder_contents_and_evaluation(tmp_path):
-    run = run_dbn(small_config(), tmp_path / "run", progress=False)
+    run = driver.train(small_config(), tmp_path / "run", progress=False)
     for name in ("samples.png", "filters.png", "training_curves.png"):
         assert (run.figures / name).is_file()
-    config = DBNExperimentConfig.from_dict(yaml.safe_load(run.config_path.read_text()))
-    assert config == small_config()
-    result = evaluate_dbn(run.path, loglik=True, n_samples=5, progress=False)
+    assert [r["epoch"] for r in records(run.path)] == [1, 2, 3, 4, 5, 6, 7]
+    assert [r["phase"] for r in records(run.path)] == ["pretrain"] * 4 + ["finetune"] * 3
+    assert DBNRecipe.config_from_file(run.config_path) == small_config()
+    result = evaluate_run(run.path, loglik=True, n_samples=5, progress=False)
     assert result["layer_sizes"] == [64, 16, 8]
     assert [layer["n_hidden"] for layer in result["layers"]] == [16, 8]
-    assert 0.0 <= result["test_accuracy"] <= 1.0
+    # Ten balanced classes, 359 test images: chance is 0.10 +- 0.016 (three short epochs here).
+    assert result["test_accuracy"] > 0.15
     bound = result["loglik_bound"]
     # The top RBM (16 x 8) is small enough for an exact log Z: the interval collapses.
     assert bound["lower"] == bound["value"] == bound["upper"] < 0
-    with pytest.raises(ValueError, match="not empty"):
-        run_dbn(small_config(), run.path, progress=False)
+    with pytest.raises(RunFolderError, match="not empty"):
+        driver.train(small_config(), run.path, progress=False)
+
+
+def test_early_stopping_ends_the_run_and_fine_tuning_can_be_extended(tmp_path):
+    config = small_config(
+        training=CDConfig(epochs=1),
+        finetune=FinetuneConfig(epochs=30, lr=0.5, optimizer="sgd", patience=1),
+        n_labelled=100,
+    )
+    path = driver.train(config, tmp_path / "run", progress=False).path
+    recipe = open_run(path)
+    assert recipe.finetuner.done and recipe.completed_steps() == recipe.total_steps() == 32
+    n_lines = len(records(path))
+    assert n_lines < 32 and records(path)[-1]["epoch"] == 32  # the skipped epochs count as done
+    assert (path / "figures" / "samples.png").is_file()
+    # Pretraining cannot grow once fine-tuning has started.
+    with pytest.raises(ValueError, match="pretraining epochs cannot grow"):
+        driver.resume(path, changes={"training.epochs": 2}, progress=False)
 
 
 def test_config_validation():
@@ -81,7 +97,14 @@ def test_config_validation():
         DBNExperimentConfig(layers=[])
     with pytest.raises(ValueError, match="n_labelled"):
         DBNExperimentConfig(n_labelled=0)
+    with pytest.raises(ValueError, match="patience"):
+        DBNRecipe.config_from({"finetune": {"patience": "5"}})
     shared = DBNExperimentConfig(layers=[8, 4], training=CDConfig(epochs=1))
     first, second = shared.layer_configs()
     assert first.dynamic_binarization and not second.dynamic_binarization
     assert not shared.training.dynamic_binarization  # the user's config is left as given
+    # An option given beside a per-layer list applies to every layer.
+    settings = {"layers": [8, 4], "training": [{"epochs": 2}, {"epochs": 3}]}
+    set_dotted(settings, "training.lr", 0.2)
+    config = DBNRecipe.config_from(settings)
+    assert [(c.epochs, c.lr) for c in config.training] == [(2, 0.2), (3, 0.2)]

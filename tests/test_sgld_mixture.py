@@ -9,11 +9,14 @@ import pytest
 import torch
 from scipy import stats
 
+from ebmlab.experiments import driver
+from ebmlab.experiments.registry import evaluate_run, open_run, sample_run
 from ebmlab.experiments.sgld_mixture import (
+    SGLDMixtureConfig,
     log_likelihood,
     log_posterior,
     mixture_data,
-    run_sgld_mixture,
+    sgld_mixture_chains,
 )
 
 
@@ -45,11 +48,13 @@ def test_short_run_finds_both_modes_with_the_exact_weights(tmp_path):
     # 100 chains that each settle in one mode: the fraction in the upper mode (theta2 > 0)
     # is an average of ~100 nearly independent indicators, sd <= 0.5 / sqrt(100) = 0.05;
     # allow 4 sd.
-    summary = run_sgld_mixture(tmp_path, n_steps=2000, n_chains=100, seed=0)
-    for name in ("samples.npy", "posterior.png", "trace.png", "summary.json"):
-        assert (tmp_path / name).is_file()
-    samples = np.load(tmp_path / "samples.npy")
-    assert samples.shape[1:] == (100, 2)
+    config = SGLDMixtureConfig(n_steps=2000, n_chains=100, seed=0)
+    run = driver.train(config, tmp_path / "run", progress=False)
+    for name in ("posterior.png", "trace.png"):
+        assert (run.figures / name).stat().st_size > 1000
+    summary = evaluate_run(run.path)
+    samples = open_run(run.path).chains.collector.samples.numpy()
+    assert samples.shape == (1800, 100, 2) and summary["n_kept_per_chain"] == 1800
     exact = summary["fraction_mode_upper_exact"]
     assert 0.2 < exact < 0.8  # the posterior really is bimodal
     assert abs(summary["fraction_mode_upper_sgld"] - exact) < 4 * 0.05
@@ -58,5 +63,26 @@ def test_short_run_finds_both_modes_with_the_exact_weights(tmp_path):
         assert summary["posterior_mean_sgld"][k] == pytest.approx(
             summary["posterior_mean_exact"][k], abs=0.25
         )
+    # Chains stay in their mode once the step has decayed: R-hat far above 1, ESS ~ chains.
+    assert min(summary["rhat"]) > 1.5 and 50 < min(summary["ess"]) < 1000
     with pytest.raises(ValueError, match="n_steps"):
-        run_sgld_mixture(tmp_path, n_steps=5)
+        SGLDMixtureConfig(n_steps=5)
+
+
+def test_chunked_resumed_run_equals_one_uninterrupted_chain_run(tmp_path):
+    data = mixture_data(0)
+    reference = sgld_mixture_chains(data, 8, 130, 0)
+    config = SGLDMixtureConfig(n_steps=130, n_chains=8, steps_per_chunk=30, checkpoint_every=2)
+    # Stops at the chunk boundary after step 40 (60); a killed run left a stray line 90.
+    run = driver.train(config, tmp_path / "run", progress=False, stop_after=40).path
+    (run / "metrics.jsonl").open("a").write('{"iteration": 90}\n')
+    driver.resume(run, progress=False)
+    recipe = open_run(run)
+    assert torch.equal(recipe.chains.collector.samples, reference.samples)
+    assert torch.equal(recipe.chains.collector.weights, reference.weights)
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [int(line.split(":")[1].split(",")[0]) for line in lines] == [30, 60, 90, 120, 130]
+    # The draws are posterior draws: finite, and a figure of them is written.
+    samples, _ = recipe.sample(5, 3, generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (5, 2) and torch.isfinite(samples).all()
+    assert sample_run(run, n=50, n_steps=2, seed=0, out=tmp_path / "s.png").stat().st_size > 1000

@@ -11,7 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 
-def option(default: Any, help: str, *, resumable: bool = False, cli: bool = True) -> Any:
+def option(
+    default: Any, help: str, *, resumable: bool = False, cli: bool = True, flag: str | None = None
+) -> Any:
     """A config field with its help text.
 
     Parameters
@@ -24,8 +26,11 @@ def option(default: Any, help: str, *, resumable: bool = False, cli: bool = True
         Whether ``--resume`` may change it (e.g. the length of a run).
     cli : bool
         Whether the command line offers it (otherwise only a YAML file sets it).
+    flag : str, optional
+        The option's name without dashes when the section prefix does not fit
+        (``"patience"`` keeps ``--patience`` inside the ``finetune-`` section).
     """
-    metadata = {"help": help, "resumable": resumable, "cli": cli}
+    metadata = {"help": help, "resumable": resumable, "cli": cli, "flag": flag}
     if isinstance(default, list | dict):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)

@@ -65,30 +65,41 @@ def _is_section(args: list[Any]) -> bool:
     return any(dataclasses.is_dataclass(a) for a in args)
 
 
-def config_options(config_class: type, *, prefix: str = "", dotted: str = "") -> list[ConfigOption]:
-    """The options of ``config_class``, sections flattened, in field order."""
+def config_options(
+    config_class: type, *, prefix: str = "", dotted: str = "", instance: Any = None
+) -> list[ConfigOption]:
+    """The options of ``config_class``, sections flattened, in field order.
+
+    A section's defaults are those of its factory's instance (``instance``), which
+    may differ from the nested class's own (DBM pretraining is persistent).
+    """
     hints = typing.get_type_hints(config_class)
     options = []
     for field in dataclasses.fields(config_class):
         metadata = field.metadata
         if metadata.get("section"):
-            nested = type(metadata["factory"]())
+            made = metadata["factory"]()
             options += config_options(
-                nested, prefix=prefix + metadata["prefix"], dotted=f"{dotted}{field.name}."
+                type(made),
+                prefix=prefix + metadata["prefix"],
+                dotted=f"{dotted}{field.name}.",
+                instance=made,
             )
             continue
         if not metadata.get("cli", True):
             continue
         kind, item = _plain(hints[field.name])
-        default = (
-            field.default_factory()
-            if field.default is dataclasses.MISSING and field.default_factory is not dataclasses.MISSING
-            else field.default
-        )
+        if instance is not None:
+            default = getattr(instance, field.name)
+        elif field.default is dataclasses.MISSING:
+            default = field.default_factory()
+        else:
+            default = field.default
+        name = metadata.get("flag") or prefix + field.name
         options.append(
             ConfigOption(
                 dotted=dotted + field.name,
-                flag="--" + (prefix + field.name).replace("_", "-"),
+                flag="--" + name.replace("_", "-"),
                 kind=kind,
                 item=item,
                 default=default,

@@ -55,7 +55,9 @@ def evaluate(
     """Evaluate a trained model on its dataset's test split."""
     from ebmlab.experiments.registry import evaluate_run
 
-    options = {"loglik": loglik, "n_chains": n_chains, "n_betas": n_betas, "seed": seed}
+    options = {"seed": seed}
+    if loglik:  # the AIS settings mean something only with --loglik
+        options.update(loglik=True, n_chains=n_chains, n_betas=n_betas)
     if refine_steps:
         options["refine_steps"] = refine_steps
     if refine_step_size is not None:

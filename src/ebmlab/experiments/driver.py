@@ -28,10 +28,10 @@ from typing import Any
 from ebmlab._validation import check_positive_int
 from ebmlab.experiments.config import (
     changed_fields,
-    set_dotted,
     config_from_mapping,
     config_to_mapping,
     resumable_fields,
+    set_dotted,
 )
 from ebmlab.experiments.recipe import Recipe
 from ebmlab.experiments.registry import get_recipe, recipe_for_config

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+STEP_KEYS = ("epoch", "iteration")  # the x axis, not a scalar
 INSTALL_HINT = "pip install 'ebmlab[tensorboard]' (or pip install tensorboard)"
 
 
@@ -47,7 +48,7 @@ class TensorBoardLogger:
     def log_record(self, step: int, record: dict[str, Any], model: nn.Module | None = None) -> None:
         """Every numeric entry of a metrics record as a scalar, and the parameters as histograms."""
         for key, value in record.items():
-            if isinstance(value, int | float) and not isinstance(value, bool) and key != "epoch":
+            if isinstance(value, int | float) and not isinstance(value, bool) and key not in STEP_KEYS:
                 self.writer.add_scalar(key, value, step)
         if model is not None:
             for name, parameter in model.named_parameters():

@@ -123,18 +123,19 @@ class BMTrainer:
     ----------
     model : BoltzmannMachine
         The model to train (in place).
-    learning_rate, momentum, weight_decay : float
+    lr, momentum, weight_decay : float
         SGD hyperparameters; weight decay applies to the couplings, not the biases.
     data_term : {"exact", "mean_field"}
         How :math:`\\langle z z^\\top \\rangle_{\\rm data}` treats the hidden units.
     model_term : {"exact", "pcd"}
         How :math:`\\langle z z^\\top \\rangle_{\\rm model}` is computed.
-    n_chains, n_gibbs_steps : int
+    n_chains, gibbs_steps : int
         Persistent chains and Gibbs sweeps per update (``model_term="pcd"``).
     scan : {"systematic", "random"}
         Unit order of the Gibbs sweeps.
-    mean_field_damping, mean_field_tol, mean_field_max_iter
-        Passed to :func:`mean_field_hidden` (``data_term="mean_field"``).
+    mean_field_damping, mean_field_tolerance, mean_field_iterations
+        Passed to :func:`mean_field_hidden` as ``damping``, ``tol`` and ``max_iter``
+        (``data_term="mean_field"``).
 
     Notes
     -----
@@ -147,39 +148,37 @@ class BMTrainer:
         self,
         model: BoltzmannMachine,
         *,
-        learning_rate: float = 0.05,
+        lr: float = 0.05,
         momentum: float = 0.5,
         weight_decay: float = 0.0,
         data_term: str = "exact",
         model_term: str = "exact",
         n_chains: int = 100,
-        n_gibbs_steps: int = 1,
+        gibbs_steps: int = 1,
         scan: str = "systematic",
         mean_field_damping: float = 0.5,
-        mean_field_tol: float = 1e-6,
-        mean_field_max_iter: int = 200,
+        mean_field_tolerance: float = 1e-6,
+        mean_field_iterations: int = 200,
     ) -> None:
         if not isinstance(model, BoltzmannMachine):
             raise TypeError(f"model must be a BoltzmannMachine; got {type(model).__name__}")
         self.model = model
-        check_positive_float("learning_rate", learning_rate)
+        check_positive_float("lr", lr)
         check_probability("momentum", momentum)
         check_nonnegative_float("weight_decay", weight_decay)
         self.data_term = check_choice("data_term", data_term, DATA_TERMS)
         self.model_term = check_choice("model_term", model_term, MODEL_TERMS)
         _check_enumerable(model, data_term, model_term)
         self.n_chains = check_positive_int("n_chains", n_chains)
-        self.n_gibbs_steps = check_positive_int("n_gibbs_steps", n_gibbs_steps)
+        self.gibbs_steps = check_positive_int("gibbs_steps", gibbs_steps)
         self.sampler = BMGibbs(model, scan=scan)
         self.mean_field = {
             "damping": mean_field_damping,
-            "tol": mean_field_tol,
-            "max_iter": mean_field_max_iter,
+            "tol": mean_field_tolerance,
+            "max_iter": mean_field_iterations,
         }
-        _check_mean_field(mean_field_damping, mean_field_tol, mean_field_max_iter)
-        self.optimizer = build_sgd(
-            model, lr=learning_rate, momentum=momentum, weight_decay=weight_decay
-        )
+        _check_mean_field(mean_field_damping, mean_field_tolerance, mean_field_iterations)
+        self.optimizer = build_sgd(model, lr=lr, momentum=momentum, weight_decay=weight_decay)
         self.chains: BMGibbsState | None = None
 
     # ----- the two terms ----------------------------------------------------------------
@@ -193,7 +192,7 @@ class BMTrainer:
         return moments_from_batch(x, result.mean), info
 
     def model_moments(self, *, generator: torch.Generator | None = None) -> BMMoments:
-        """Free statistics: exact, or from the persistent chains after ``n_gibbs_steps`` sweeps."""
+        """Free statistics: exact, or from the persistent chains after ``gibbs_steps`` sweeps."""
         if self.model_term == "exact":
             return bm_model_moments(self.model)
         if self.chains is None:
@@ -203,7 +202,7 @@ class BMTrainer:
             )
             self.chains = self.sampler.init(start.to(bias.dtype))
         self.chains, _, _ = run_chain(
-            self.sampler, self.chains, self.n_gibbs_steps, generator=generator
+            self.sampler, self.chains, self.gibbs_steps, generator=generator
         )
         return moments_from_batch(self.chains.visible, self.chains.hidden)
 
@@ -226,7 +225,7 @@ class BMTrainer:
         grad_norm = float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])))
         if not torch.isfinite(torch.tensor(grad_norm)):
             raise FloatingPointError(
-                "the Boltzmann machine's gradient is not finite; lower learning_rate or add weight_decay"
+                "the Boltzmann machine's gradient is not finite; lower lr or add weight_decay"
             )
         self.optimizer.step()
         return {"grad_norm": grad_norm, **info}

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ebmlab._fields import option, section
 from ebmlab._validation import (
     check_positive_float,
     check_positive_int,
@@ -35,6 +36,9 @@ from ebmlab.samplers.base import run_chain
 from ebmlab.samplers.dbm_gibbs import DBMBlockGibbs, DBMGibbsState
 from ebmlab.training.optim import LinearDecay, build_sgd, check_sgd_settings, set_momentum
 from ebmlab.training.trainer import CDConfig, NonFiniteError
+
+# Pretraining's own defaults where they differ from CDConfig's: persistent chains.
+PRETRAINING_DEFAULTS = {"epochs": 10, "lr": 0.05, "persistent": True, "cd_k": 1}
 
 
 @dataclass
@@ -58,23 +62,27 @@ class DBMTrainingConfig:
         Greedy pretraining on or off, and its CD settings (``epochs`` per RBM).
     """
 
-    epochs: int = 20
-    batch_size: int = 100
-    lr: float = 0.005
-    final_lr_fraction: float = 0.1
-    momentum: float = 0.5
-    final_momentum: float = 0.9
-    momentum_switch_epoch: int = 5
-    weight_decay: float = 2e-4
-    max_norm: float | None = None
-    n_chains: int = 100
-    gibbs_steps: int = 5
-    mean_field_iterations: int = 10
-    mean_field_tolerance: float = 1e-5
-    damping: float = 0.0
-    pretrain: bool = True
-    pretraining: CDConfig = field(
-        default_factory=lambda: CDConfig(epochs=10, lr=0.05, persistent=True, cd_k=1)
+    epochs: int = option(20, "Epochs of joint training.", resumable=True)
+    batch_size: int = option(100, "Minibatch size.")
+    lr: float = option(0.005, "Joint-training learning rate.")
+    final_lr_fraction: float = option(0.1, "The learning rate decays linearly to this fraction.")
+    momentum: float = option(0.5, "Initial momentum.")
+    final_momentum: float = option(0.9, "Momentum after momentum_switch_epoch.")
+    momentum_switch_epoch: int = option(5, "Epoch at which momentum switches.")
+    weight_decay: float = option(2e-4, "L2 penalty on the weights.")
+    max_norm: float | None = option(
+        None, "Maximum L2 norm of each unit's incoming weights (none: no bound)."
+    )
+    n_chains: int = option(100, "Persistent chains for the model term.")
+    gibbs_steps: int = option(5, "Block Gibbs sweeps of the chains per update.")
+    mean_field_iterations: int = option(10, "Mean-field iterations for the data term.")
+    mean_field_tolerance: float = option(1e-5, "Mean-field stopping tolerance.")
+    damping: float = option(0.0, "Mean-field damping in [0, 1).")
+    pretrain: bool = option(True, "Greedy pretraining with doubled RBMs first.")
+    pretraining: CDConfig = section(
+        lambda: CDConfig(**PRETRAINING_DEFAULTS),
+        "CD settings of each pretrained RBM (epochs per RBM).",
+        prefix="pretrain-",
     )
 
     def __post_init__(self) -> None:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ebmlab._fields import option
 from ebmlab._validation import (
     check_choice,
     check_matrix,
@@ -43,14 +44,22 @@ class FinetuneConfig:
         Stop after this many epochs without a better validation accuracy (0: never stop early).
     """
 
-    epochs: int = 20
-    batch_size: int = 100
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    validation_fraction: float = 0.1
-    patience: int = 5
+    epochs: int = option(
+        20, "Maximum epochs of discriminative fine-tuning (0: none).", resumable=True
+    )
+    batch_size: int = option(100, "Fine-tuning minibatch size.")
+    lr: float = option(1e-3, "Fine-tuning learning rate.")
+    optimizer: str = option("adam", "adam or sgd.")
+    momentum: float = option(0.9, "SGD momentum (with optimizer sgd).")
+    weight_decay: float = option(0.0, "L2 penalty on all parameters.")
+    validation_fraction: float = option(
+        0.1, "Share of the labelled examples held out for early stopping."
+    )
+    patience: int = option(
+        5,
+        "Stop after this many epochs without a better validation accuracy (0: never).",
+        flag="patience",
+    )
 
     def __post_init__(self) -> None:
         check_nonnegative_int("epochs", self.epochs)

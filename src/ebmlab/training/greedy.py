@@ -239,7 +239,7 @@ def train_greedy(
     Notes
     -----
     For checkpointing and resuming use :class:`GreedyTrainer` directly, as
-    :func:`ebmlab.experiments.dbn.run_dbn` does.
+    the ``dbn`` recipe (:class:`ebmlab.experiments.dbn.DBNRecipe`) does.
     """
     dbn.check_visible(data, "data")
     trainer = GreedyTrainer(
