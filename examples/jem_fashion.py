@@ -15,15 +15,16 @@ import json
 import time
 from pathlib import Path
 
-from ebmlab.experiments.jem import JEMExperimentConfig, run_jem
-from ebmlab.experiments.jem_eval import evaluate_jem
+from ebmlab.experiments.driver import train
+from ebmlab.experiments.jem import JEMExperimentConfig
+from ebmlab.experiments.registry import evaluate_run
 from ebmlab.training.jem import JEMConfig
 
 
 def settings(args: argparse.Namespace, p_x_weight: float) -> JEMExperimentConfig:
     iterations = 20 if args.tiny else args.iterations
     training = JEMConfig(
-        n_iterations=iterations,
+        iterations=iterations,
         batch_size=64,
         lr=args.lr,
         warmup_iterations=max(1, iterations // 12),
@@ -83,16 +84,17 @@ def main() -> None:
             continue
         run_dir = args.out / name
         start = time.perf_counter()
-        run_jem(settings(args, p_x_weight), run_dir, overwrite=True, progress=not args.tiny)
+        folder = train(settings(args, p_x_weight), run_dir, overwrite=True, progress=not args.tiny)
         seconds = time.perf_counter() - start
         # digits resized to 28x28: a real-image OOD set (the tiny run trains on digits itself).
         real = () if args.tiny else ("digits:resized",)
-        result = evaluate_jem(
+        result = evaluate_run(
             run_dir,
             ood=("noise", "constant", "flip", *real),
             sample_steps=20 if args.tiny else 100,
             refine_steps=args.refine_steps,
             seed=args.seed,
+            figures=folder.figures,
         )
         results[name] = {"train_seconds": seconds, **result}
         summary = {k: result[k] for k in ("test_accuracy", "ece")}

@@ -211,19 +211,20 @@ def test_resumed_tensorboard_log_drops_what_a_killed_run_logged_past_its_checkpo
     pytest.importorskip("tensorboard")
     from torch.utils.tensorboard import SummaryWriter
 
-    from ebmlab.experiments.jem import JEMExperimentConfig, resume_jem, run_jem
+    from ebmlab.experiments.driver import resume, train
+    from ebmlab.experiments.jem import JEMExperimentConfig
     from ebmlab.training.jem import JEMConfig
 
-    training = JEMConfig(n_iterations=8, batch_size=8, buffer_size=40, n_steps=2,
+    training = JEMConfig(iterations=8, batch_size=8, buffer_size=40, n_steps=2,
                          warmup_iterations=1, checkpoint_every=2, log_every=2)  # fmt: skip
     config = JEMExperimentConfig(backbone="mlp", hidden_sizes=[8], n_train=64, tensorboard=True,
                                  training=training)  # fmt: skip
     run = tmp_path / "run"
-    run_jem(config, run, progress=False, stop_after=4)
+    train(config, run, progress=False, stop_after=4)
     # What a run killed after iteration 6's log line but before its checkpoint left behind.
     with SummaryWriter(str(run / "tensorboard")) as writer:
         writer.add_scalar("loss", 999.0, 6)
-    resume_jem(run, progress=False)
+    resume(run, progress=False)
     losses = tensorboard_events(run).Scalars("loss")
     assert [e.step for e in losses] == [2, 4, 6, 8]
     assert 999.0 not in [e.value for e in losses]
@@ -265,6 +266,7 @@ def test_every_train_command_runs_a_tiny_model(tmp_path, capsys):
             "1",
         ],
         "ebm2d": ["--iterations", "3", "--n-steps", "1"],
+        "sgld-mixture": ["--n-steps", "40", "--n-chains", "4", "--steps-per-chunk", "20"],
     }
     for model, options in tiny.items():
         code, out, err = run_cli(["train", model, *options, "--out", str(tmp_path / model)], capsys)
@@ -272,8 +274,47 @@ def test_every_train_command_runs_a_tiny_model(tmp_path, capsys):
         assert (tmp_path / model / "config.yaml").is_file(), model
 
 
-def test_resume_refuses_other_settings(tmp_path, capsys):
+def test_resume_refuses_other_settings_and_extends_the_length(tmp_path, capsys):
     run = tmp_path / "run"
     run_cli([*TRAIN, "--out", str(run)], capsys)
-    code, _, err = run_cli(["train", "rbm", "--resume", str(run), "--epochs", "9"], capsys)
-    assert code == 2 and "drop --epochs" in err
+    code, _, err = run_cli(["train", "rbm", "--resume", str(run), "--lr", "0.1"], capsys)
+    assert code == 2 and "may change only ['training.epochs'], not ['training.lr']" in err
+    code, _, err = run_cli(["train", "rbm", "--resume", str(run), "--out", str(run)], capsys)
+    assert code == 2 and "drop --out" in err
+    code, _, err = run_cli(["train", "rbm", "--resume", str(run), "--epochs", "3", "--no-progress"], capsys)
+    assert code == 0, err
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert "epochs: 3" in (run / "config.yaml").read_text()
+
+
+def test_demo_sgld_mixture_is_the_recipe_run(tmp_path, capsys):
+    run = tmp_path / "demo"
+    demo = ["demo", "sgld-mixture", "--out", str(run), "--n-steps", "40", "--n-chains", "4"]
+    code, out, err = run_cli([*demo, "--no-progress"], capsys)
+    assert code == 0, err
+    assert json.loads(out[: out.rindex("}") + 1])["n_kept_per_chain"] == 36
+    assert "model: sgld-mixture" in (run / "config.yaml").read_text()
+    assert (run / "figures" / "posterior.png").is_file()
+    code, out, _ = run_cli(["eval", str(run), "--json"], capsys)
+    assert code == 0 and json.loads(out)["n_chains"] == 4
+
+
+def test_eval_and_sample_of_bm_ebm2d_and_sgld_runs(tmp_path, capsys):
+    runs = {
+        "bm": (["--image-size", "3", "--n-hidden", "1", "--epochs", "2"], "log_likelihood"),
+        "ebm2d": (["--iterations", "3", "--n-steps", "1", "--n-data", "200"], "total_variation"),
+        "sgld-mixture": (["--n-steps", "40", "--n-chains", "4"], "fraction_mode_upper_sgld"),
+    }
+    for model, (options, key) in runs.items():
+        run = tmp_path / model
+        train = ["train", model, *options, "--out", str(run), "--no-progress"]
+        code, _, err = run_cli(train, capsys)
+        assert code == 0, (model, err)
+        code, out, err = run_cli(["eval", str(run), "--json"], capsys)
+        assert code == 0 and isinstance(json.loads(out)[key], float), (model, err)
+        figure = tmp_path / f"{model}.png"
+        code, _, err = run_cli(
+            ["sample", str(run), "--n", "4", "--n-steps", "2", "--out", str(figure)], capsys
+        )
+        assert code == 0 and figure.stat().st_size > 1000, (model, err)

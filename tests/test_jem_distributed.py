@@ -19,24 +19,26 @@ import sys
 
 import pytest
 
-from ebmlab.experiments.jem import JEMExperimentConfig, run_jem
+from ebmlab.experiments.driver import train
+from ebmlab.experiments.jem import JEMExperimentConfig
 from ebmlab.training.jem import JEMConfig
 
 pytestmark = pytest.mark.slow  # two processes start torch and join a gloo group: ~20-60 s
 
 SCRIPT = """
 import sys
-from ebmlab.experiments.jem import JEMExperimentConfig, run_jem
+from ebmlab.experiments.driver import train
+from ebmlab.experiments.jem import JEMExperimentConfig
 from ebmlab.training.jem import JEMConfig
 from ebmlab.training.distributed import init_distributed, shutdown
 
 for name, p_x_weight in (("clf", 0.0), ("jem", 1.0)):
     training = JEMConfig(p_x_weight=p_x_weight, **{TRAINING})
     config = JEMExperimentConfig(training=training, **{EXPERIMENT})
-    run_jem(config, sys.argv[1] + "/ddp-" + name, progress=False)
+    train(config, sys.argv[1] + "/ddp-" + name, progress=False)
 shutdown(init_distributed("cpu"))
 """
-TRAINING = dict(n_iterations=6, batch_size=16, lr=1e-2, warmup_iterations=0, n_steps=2,
+TRAINING = dict(iterations=6, batch_size=16, lr=1e-2, warmup_iterations=0, n_steps=2,
                 buffer_size=40, checkpoint_every=3, log_every=1)  # fmt: skip
 EXPERIMENT = dict(dataset="digits", backbone="mlp", hidden_sizes=[32], n_train=128, seed=4)
 
@@ -65,7 +67,7 @@ def test_two_processes_match_one_process(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
 
     config = JEMExperimentConfig(training=JEMConfig(p_x_weight=0.0, **TRAINING), **EXPERIMENT)
-    run_jem(config, tmp_path / "single", progress=False)
+    train(config, tmp_path / "single", progress=False)
     single, ddp = losses(tmp_path / "single"), losses(tmp_path / "ddp-clf")
     assert len(single) == len(ddp) == 6
     # float32 sums in another order: relative error ~1e-7 per operation, a few ulps after

@@ -5,22 +5,24 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ebmlab.experiments.jem import JEMExperimentConfig, load_jem, run_jem, sample_jem
+from ebmlab.experiments.driver import train
+from ebmlab.experiments.jem import JEMExperimentConfig
 from ebmlab.experiments.jem_eval import (
     OOD_SCORES,
-    evaluate_jem,
     ood_inputs,
     ood_scores,
     refined_logits,
     resize_images,
 )
+from ebmlab.experiments.registry import evaluate_run, open_run, sample_run
 from ebmlab.experiments.run_folder import RunFolderError
+from ebmlab.metrics.classification import accuracy
 from ebmlab.models.jem import JEM
 from ebmlab.training.jem import JEMConfig
 
 
 def tiny(p_x_weight: float, **training) -> JEMExperimentConfig:
-    options = dict(n_iterations=4, batch_size=8, buffer_size=40, n_steps=2, warmup_iterations=1,
+    options = dict(iterations=4, batch_size=8, buffer_size=40, n_steps=2, warmup_iterations=1,
                    checkpoint_every=2, log_every=2, p_x_weight=p_x_weight, lr=1e-3)  # fmt: skip
     options.update(training)
     return JEMExperimentConfig(dataset="digits", backbone="small-cnn", width=4, n_train=64,
@@ -30,17 +32,32 @@ def tiny(p_x_weight: float, **training) -> JEMExperimentConfig:
 @pytest.fixture(scope="module")
 def jem_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("jem") / "run"
-    run_jem(tiny(1.0, class_conditional=True), out, progress=False)
+    train(tiny(1.0, class_conditional=True), out, progress=False)
     return out
 
 
+@pytest.fixture(scope="module")
+def recipe(jem_run):
+    return open_run(jem_run)
+
+
 def test_evaluation_keys_and_figures(jem_run):
-    result = evaluate_jem(jem_run, ood=("noise", "constant", "flip"), n_test=50, sample_steps=2)
-    assert 0 <= result["test_accuracy"] <= 1 and 0 <= result["ece"] <= 1
-    assert set(result["ood"]) == {"noise", "constant", "flip"}
+    ood = ("noise", "constant", "flip", "digits")
+    result = evaluate_run(jem_run, ood=ood, n_test=50, sample_steps=2, figures=jem_run / "figures")
+    recipe = open_run(jem_run)
+    x, y = recipe.data.x_test[:50], recipe.data.y_test[:50]
+    with torch.no_grad():
+        probs = torch.softmax(recipe.model.logits(x).double(), dim=1)
+    assert result["test_accuracy"] == pytest.approx(accuracy(probs, y))
+    # ECE is a weighted mean of |accuracy - confidence| per bin: at least the overall gap.
+    gap = abs(result["test_accuracy"] - probs.max(dim=1).values.mean().item())
+    assert result["ece"] >= gap - 1e-12
+    assert set(result["ood"]) == set(ood)
     for name in result["ood"]:
         assert set(result["ood"][name]) == set(OOD_SCORES)
-        assert all(0 <= v["auroc"] <= 1 for v in result["ood"][name].values())
+    # The digits test split against itself: no score can tell them apart.
+    assert all(v["auroc"] == 0.5 for v in result["ood"]["digits"].values())
+    assert set(result["figures"]) == {"reliability", "samples", "samples_by_class"}
     for path in result["figures"].values():
         assert path.endswith(".png") and (jem_run / "figures" / path.split("/")[-1]).is_file()
 
@@ -78,46 +95,44 @@ def test_noiseless_refinement_raises_log_px_of_every_input():
     torch.testing.assert_close(one - before, 1e-4 * grad.pow(2).sum(1), rtol=1e-2, atol=1e-9)
 
 
-def test_evaluation_reports_refined_accuracy_only_when_asked(jem_run):
+def test_evaluation_reports_refined_accuracy_only_when_asked(recipe):
     ood = ("noise", "constant")
-    plain = evaluate_jem(jem_run, ood=ood, n_test=40, figures=False)
-    assert "refined_test_accuracy" not in plain
-    refined = evaluate_jem(jem_run, ood=ood, n_test=40, refine_steps=3, figures=False)
-    assert refined["refine_steps"] == 3 and 0 <= refined["refined_test_accuracy"] <= 1
+    plain = recipe.evaluate(ood=ood, n_test=40)
+    assert "refined_test_accuracy" not in plain and "figures" not in plain
+    refined = recipe.evaluate(ood=ood, n_test=40, refine_steps=3)
+    assert refined["refine_steps"] == 3
     assert refined["refine_step_size"] == 1.0  # the run's SGLD step unless told otherwise
-    small = evaluate_jem(jem_run, ood=(), n_test=40, refine_steps=3, refine_step_size=1e-3,
-                         figures=False)  # fmt: skip
+    small = recipe.evaluate(ood=(), n_test=40, refine_steps=3, refine_step_size=1e-3)
     assert small["refine_step_size"] == 1e-3
     for steps in (0, 1):  # refused even where it would be unused
         with pytest.raises(ValueError, match="refine_step_size"):
-            evaluate_jem(jem_run, ood=(), n_test=4, refine_steps=steps, refine_step_size=0.0)
+            recipe.evaluate(ood=(), n_test=4, refine_steps=steps, refine_step_size=0.0)
     # Refinement draws from its own generator: the OOD sets (and scores) are unchanged.
     assert refined["ood"] == plain["ood"]
     # Same seed, same refined accuracy; the chains are really stochastic (another seed differs
     # in the refined logits).
-    config, model, data, _ = load_jem(jem_run)
-    x = data.x_test[:40]
-    again = refined_logits(model, x, config.training, n_steps=3,
+    x, training = recipe.data.x_test[:40], recipe.config.training
+    again = refined_logits(recipe.model, x, training, n_steps=3,
                            generator=torch.Generator().manual_seed(0))  # fmt: skip
-    assert (again.argmax(1) == data.y_test[:40]).float().mean().item() == pytest.approx(
+    assert (again.argmax(1) == recipe.data.y_test[:40]).float().mean().item() == pytest.approx(
         refined["refined_test_accuracy"]
     )
-    other = refined_logits(model, x, config.training, n_steps=3,
+    other = refined_logits(recipe.model, x, training, n_steps=3,
                            generator=torch.Generator().manual_seed(1))  # fmt: skip
     assert not torch.equal(again, other)
     with pytest.raises(ValueError, match="refine_steps"):
-        evaluate_jem(jem_run, ood=(), n_test=4, refine_steps=-1, figures=False)
+        recipe.evaluate(ood=(), n_test=4, refine_steps=-1)
 
 
-def test_ood_dataset_with_another_shape_is_refused_unless_resized(jem_run):
-    config, _, data, _ = load_jem(jem_run)
+def test_ood_dataset_with_another_shape_is_refused_unless_resized(recipe):
+    data = recipe.data
     with pytest.raises(ValueError, match=r"has images of shape \(4, 4\) but the model"):
         ood_inputs("bars-and-stripes", data.x_test, data.image_shape)
     with pytest.raises(ValueError, match="the only suffix is ':resized'"):
         ood_inputs("bars-and-stripes:cropped", data.x_test, data.image_shape)
     resized = ood_inputs("bars-and-stripes:resized", data.x_test, data.image_shape)
     assert resized.shape[1] == data.x_test.shape[1] and resized.abs().max() <= 1
-    result = evaluate_jem(jem_run, ood=("bars-and-stripes:resized",), n_test=20, figures=False)
+    result = recipe.evaluate(ood=("bars-and-stripes:resized",), n_test=20)
     assert set(result["ood"]["bars-and-stripes:resized"]) == set(OOD_SCORES)
 
 
@@ -134,8 +149,8 @@ def test_resizing_keeps_stripes_and_brightness():
     torch.testing.assert_close(flat, torch.full((2, 784), 0.3))
 
 
-def test_synthetic_ood_sets_and_scores(jem_run):
-    _, model, data, _ = load_jem(jem_run)
+def test_synthetic_ood_sets_and_scores(recipe):
+    model, data = recipe.model, recipe.data
     x = data.x_test[:5]
     flipped = ood_inputs("flip", x, data.image_shape)
     assert torch.equal(flipped.reshape(5, 8, 8), x.reshape(5, 8, 8).flip(1))
@@ -146,26 +161,32 @@ def test_synthetic_ood_sets_and_scores(jem_run):
     assert (scores["grad_norm"] <= 0).all() and (scores["max_py"] <= 1).all()
 
 
-def test_samples_conditional_and_unconditional(jem_run):
-    path = sample_jem(jem_run, n=4, n_steps=2, class_=3)
+def test_samples_conditional_and_unconditional(jem_run, recipe):
+    path = sample_run(jem_run, n=4, n_steps=2, seed=0, out=None, class_=3)
     assert path.is_file() and path.name == "samples-class3-0.png"
-    assert sample_jem(jem_run, n=4, n_steps=1, start="noise").is_file()
+    assert sample_run(jem_run, n=4, n_steps=1, seed=0, out=None, start="noise").is_file()
     with pytest.raises(ValueError, match=r"class_ must be an int in \[0, 9\]"):
-        sample_jem(jem_run, n=4, n_steps=1, class_=10)
+        sample_run(jem_run, n=4, n_steps=1, seed=0, out=None, class_=10)
     with pytest.raises(ValueError, match="start must be one of buffer, noise"):
-        sample_jem(jem_run, n=4, n_steps=1, start="data")
+        sample_run(jem_run, n=4, n_steps=1, seed=0, out=None, start="data")
+    # Zero steps return the chains' starts: slots of class 3's block of the buffer.
+    samples, _ = recipe.sample(6, 0, generator=torch.Generator().manual_seed(0), class_=3)
+    buffer = recipe.trainer.buffer.buffer
+    block = (buffer[3 * 4 : 4 * 4] + 1) / 2  # 40 slots, 10 classes
+    assert all((block == s).all(dim=1).any() for s in samples)
 
 
 def test_classifier_baseline_runs_and_evaluates(tmp_path):
-    run_jem(tiny(0.0), tmp_path / "clf", progress=False)
-    _, _, _, buffer_state = load_jem(tmp_path / "clf")
-    assert buffer_state is None
-    result = evaluate_jem(tmp_path / "clf", ood=("noise",), n_test=20, sample_steps=1)
+    train(tiny(0.0), tmp_path / "clf", progress=False)
+    recipe = open_run(tmp_path / "clf")
+    assert recipe.trainer.buffer is None
+    result = recipe.evaluate(ood=("noise",), n_test=20, sample_steps=1, figures=tmp_path / "f")
     assert result["p_x_weight"] == 0.0 and "log_px" in result["ood"]["noise"]
+    assert (tmp_path / "f" / "eval-samples-by-class.png").is_file()
 
 
 def test_run_folder_errors(tmp_path):
     with pytest.raises(RunFolderError, match="not an ebmlab run folder"):
-        load_jem(tmp_path)
+        open_run(tmp_path)
     with pytest.raises(ValueError, match="n_train must be a positive integer"):
         JEMExperimentConfig(n_train=0)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import json
 
 import pytest
 import torch
 
-from ebmlab.experiments.jem import JEMExperimentConfig, resume_jem, run_jem
+from ebmlab.experiments import driver
+from ebmlab.experiments.jem import JEMExperimentConfig, JEMRecipe
+from ebmlab.experiments.registry import open_run
 from ebmlab.models.jem import JEM
 from ebmlab.models.nets.mlp import MLP
 from ebmlab.training.checkpoint import load_checkpoint
@@ -26,7 +28,7 @@ def tiny_data(n: int = 40):
 
 def tiny_trainer(**overrides) -> JEMTrainer:
     options = dict(batch_size=8, buffer_size=40, n_steps=3, warmup_iterations=2, log_every=1,
-                   checkpoint_every=3, n_iterations=8, lr=1e-3)  # fmt: skip
+                   checkpoint_every=3, iterations=8, lr=1e-3)  # fmt: skip
     options.update(overrides)
     net = MLP(N_FEATURES, N_CLASSES, hidden_sizes=(8,), generator=torch.Generator().manual_seed(0))
     return JEMTrainer(JEM(net, N_CLASSES), JEMConfig(**options), seed=3,
@@ -98,60 +100,8 @@ def test_classifier_baseline_has_no_buffer_and_does_not_sample():
     assert record["generative_loss"] == 0.0 and record["sample_seconds"] < 0.01
 
 
-def in_memory_fit(trainer, fault_hook):
-    """Run ``fit`` with checkpoints kept in a list; return (log records, saved states)."""
-    saved, records = [], []
-    x, y = tiny_data()
-
-    def save():
-        saved.append((copy.deepcopy(trainer.model.state_dict()), copy.deepcopy(trainer.shared_state()),
-                      copy.deepcopy(trainer.local_state())))  # fmt: skip
-
-    def restore():
-        model_state, shared, local = copy.deepcopy(saved[-1])
-        trainer.model.load_state_dict(model_state)
-        trainer.load_state(shared, local, counters=False)
-
-    def log(record):
-        if record.get("event") == "rollback":
-            # The model is the last good checkpoint's (iteration 3) at this point.
-            good = next(s for s in saved if s[1]["iteration"] == record["iteration"])
-            for name, value in trainer.model.state_dict().items():
-                assert torch.equal(value, good[0][name])
-        records.append(record)
-
-    trainer.fault_hook = fault_hook
-    stream = MinibatchStream(x, y, batch_size=8, noise=0.03, seed=0)
-    trainer.fit(stream, save=save, restore=restore, log=log)
-    return records
-
-
-def test_rollback_on_injected_nan_restores_last_checkpoint():
-    trainer = tiny_trainer(rollback_lr_factor=0.5)
-    fired = []
-
-    def nan_once_at_4(iteration, loss):
-        if iteration == 4 and not fired:
-            fired.append(iteration)
-            return loss * float("nan")
-        return loss
-
-    records = in_memory_fit(trainer, nan_once_at_4)
-    events = [r for r in records if r.get("event") == "rollback"]
-    assert len(events) == 1 and events[0]["iteration"] == 3 and events[0]["diverged_at"] == 5
-    assert "loss is nan" in events[0]["reason"]
-    assert trainer.iteration == 8 and trainer.rollbacks == 1 and trainer.lr_scale == 0.5
-    assert records[-1]["rollbacks"] == 1 and records[-1]["iteration"] == 8
-
-
-def test_too_many_rollbacks_stop_with_a_clear_error():
-    trainer = tiny_trainer(max_rollbacks=2, divergence_threshold=1e3)
-    with pytest.raises(DivergenceError, match="gave up after 2 rollbacks"):
-        in_memory_fit(trainer, lambda iteration, loss: loss * 1e6 if iteration >= 4 else loss)
-
-
 def small_config(**training) -> JEMExperimentConfig:
-    options = dict(n_iterations=6, batch_size=8, buffer_size=40, n_steps=2, warmup_iterations=2,
+    options = dict(iterations=6, batch_size=8, buffer_size=40, n_steps=2, warmup_iterations=2,
                    checkpoint_every=2, log_every=2, lr=1e-3)  # fmt: skip
     options.update(training)
     return JEMExperimentConfig(dataset="digits", backbone="mlp", hidden_sizes=[16], n_train=64,
@@ -168,28 +118,92 @@ def final(run_dir):
 @pytest.mark.parametrize("sampling_dtype", ["float32", "bfloat16"])
 def test_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path, sampling_dtype):
     config = small_config(sampling_dtype=sampling_dtype)
-    run_jem(config, tmp_path / "full", progress=False)
-    run_jem(config, tmp_path / "split", progress=False, stop_after=4)
-    resume_jem(tmp_path / "split", progress=False)
+    driver.train(config, tmp_path / "full", progress=False)
+    # Stopped between two log lines: the open metrics window is part of the checkpoint.
+    driver.train(config, tmp_path / "split", progress=False, stop_after=3)
+    driver.resume(tmp_path / "split", progress=False)
     full, split = final(tmp_path / "full"), final(tmp_path / "split")
     assert full[0].keys() == split[0].keys()
     for name in full[0]:
         assert torch.equal(full[0][name], split[0][name]), name
     assert torch.equal(full[1], split[1]) and torch.equal(full[2], split[2])
-    assert full[3] == split[3]
+    assert full[3] == split[3] and [r["iteration"] for r in full[3]] == [2, 4, 6]
 
 
-def test_rollback_end_to_end_writes_rollbacks_to_metrics(tmp_path):
+def test_resume_extends_a_finished_run_and_reads_old_keys(tmp_path):
+    run = tmp_path / "run"
+    driver.train(small_config(iterations=4), run, progress=False)
+    driver.resume(run, changes={"training.iterations": 6}, progress=False)
+    assert [r["iteration"] for r in final(run)[3]] == [2, 4, 6]
+    assert "iterations: 6" in (run / "config.yaml").read_text()
+    with pytest.raises(ValueError, match=r"may change only \['training.iterations'\]"):
+        driver.resume(run, changes={"training.lr": 0.1}, progress=False)
+    old = JEMRecipe.config_from({"training": {"n_iterations": 7}})
+    assert old.training.iterations == 7
+
+
+def test_every_config_field_has_help():
+    for config_class in (JEMConfig, JEMExperimentConfig):
+        for field in dataclasses.fields(config_class):
+            assert field.metadata.get("help"), (config_class.__name__, field.name)
+
+
+def nan_once_at(at: int):
     fired = []
 
-    def nan_once(iteration, loss):
-        if iteration == 3 and not fired:
+    def hook(iteration, loss):
+        if iteration == at and not fired:
             fired.append(iteration)
             return loss * float("nan")
         return loss
 
-    run_jem(small_config(), tmp_path / "run", progress=False, fault_hook=nan_once)
-    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    return hook
+
+
+def metrics(run_dir) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
+
+
+def test_rollback_on_injected_nan_restores_last_checkpoint(tmp_path, monkeypatch):
+    restored = []
+    real_log = driver.TrainingRun.log
+
+    def log(run, record):
+        if record.get("event") == "rollback":
+            # The model is the last good checkpoint's (iteration 3) when the event is logged.
+            model_state, _ = load_checkpoint(run.folder.checkpoints.latest())
+            restored.append(record["iteration"])
+            for name, value in run.recipe.model.state_dict().items():
+                assert torch.equal(value, model_state[name]), name
+        real_log(run, record)
+
+    monkeypatch.setattr(driver.TrainingRun, "log", log)
+    monkeypatch.setattr(JEMRecipe, "fault_hook", nan_once_at(4))
+    config = small_config(iterations=8, checkpoint_every=3, log_every=1, rollback_lr_factor=0.5)
+    driver.train(config, tmp_path / "run", progress=False)
+    records = metrics(tmp_path / "run")
+    events = [r for r in records if r.get("event") == "rollback"]
+    assert len(events) == 1 and events[0]["iteration"] == 3 and events[0]["diverged_at"] == 5
+    assert "loss is nan" in events[0]["reason"] and restored == [3]
+    assert records[-1]["rollbacks"] == 1 and records[-1]["iteration"] == 8
+    # Iteration 4's line was logged before the divergence and again after the rollback.
+    assert [r["iteration"] for r in records if "event" not in r] == [1, 2, 3, 4, 4, 5, 6, 7, 8]
+    trainer = open_run(tmp_path / "run").trainer
+    assert trainer.iteration == 8 and trainer.rollbacks == 1 and trainer.lr_scale == 0.5
+
+
+def test_too_many_rollbacks_stop_with_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(JEMRecipe, "fault_hook", lambda it, loss: loss * 1e6 if it >= 4 else loss)
+    config = small_config(iterations=8, max_rollbacks=2, divergence_threshold=1e3)
+    with pytest.raises(DivergenceError, match="gave up after 2 rollbacks"):
+        driver.train(config, tmp_path / "run", progress=False)
+    assert [r["rollbacks"] for r in metrics(tmp_path / "run") if "event" in r] == [1, 2]
+
+
+def test_rollback_end_to_end_writes_rollbacks_to_metrics(tmp_path, monkeypatch):
+    monkeypatch.setattr(JEMRecipe, "fault_hook", nan_once_at(3))
+    driver.train(small_config(), tmp_path / "run", progress=False)
+    records = metrics(tmp_path / "run")
     events = [r for r in records if r.get("event") == "rollback"]
     assert len(events) == 1 and events[0]["iteration"] == 2 and events[0]["rollbacks"] == 1
     assert records[-1]["iteration"] == 6 and records[-1]["rollbacks"] == 1

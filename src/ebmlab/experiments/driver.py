@@ -141,8 +141,10 @@ def train(
         folder.create(overwrite=overwrite)
         folder.write_config(config_to_mapping(config, model=recipe.name))
     barrier(context)
+    recipe.folder = folder
     recipe.build(context)
     run = TrainingRun(recipe, folder, context)
+    _open_board(run)  # before the step-0 checkpoint, which it logs too
     run.save()
     _loop(run, progress=progress, stop_after=stop_after)
     return folder
@@ -171,6 +173,7 @@ def resume(
         raise RunFolderError(
             f"{folder.path} has no checkpoint to resume from; start it again with --overwrite"
         )
+    recipe.folder = folder
     recipe.prepare()
     recipe.build(context)
     run = TrainingRun(recipe, folder, context)
@@ -181,8 +184,19 @@ def resume(
             folder.write_config(config_to_mapping(config, model=recipe.name))
         folder.truncate_metrics(key=recipe.step_unit, last=step)
     barrier(context)
+    _open_board(run)
     _loop(run, progress=progress, stop_after=stop_after)
     return folder
+
+
+def _open_board(run: TrainingRun) -> None:
+    if getattr(run.recipe.config, "tensorboard", False) and run.context.is_main:
+        from ebmlab.experiments.tensorboard import TensorBoardLogger
+
+        # A resumed run drops what a killed one logged past its checkpoint.
+        run.board = TensorBoardLogger(
+            run.folder.path / "tensorboard", resumed_after=run.recipe.completed_steps()
+        )
 
 
 def read_run_config(folder: RunFolder) -> tuple[type[Recipe], Any]:
@@ -243,12 +257,6 @@ def _loop(run: TrainingRun, *, progress: bool, stop_after: int | None) -> None:
         desc=f"training {recipe.name}",
         disable=not (progress and context.is_main),
     )
-    if getattr(recipe.config, "tensorboard", False) and context.is_main:
-        from ebmlab.experiments.tensorboard import TensorBoardLogger
-
-        run.board = TensorBoardLogger(
-            run.folder.path / "tensorboard", resumed_after=recipe.completed_steps()
-        )
     try:
         while recipe.completed_steps() < end:
             record = recipe.step(run)

@@ -64,6 +64,8 @@ class Recipe:
     renames: ClassVar[dict[str, str]] = {}
     distributed: ClassVar[bool] = False
     progress_keys: ClassVar[tuple[str, ...]] = ()
+    #: The run folder, once the driver trains into one or ``open_run`` reads one.
+    folder: RunFolder | None = None
 
     def __init__(self, config: Any) -> None:
         self.config = config

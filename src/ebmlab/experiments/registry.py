@@ -93,6 +93,7 @@ def open_run(run_dir: str | Path, *, which: str = "latest") -> Recipe:
     if path is None or not path.is_file():
         raise RunFolderError(f"{folder.path} has no {which} checkpoint")
     recipe = recipe_class(config)
+    recipe.folder = folder
     recipe.prepare()
     recipe.build(DistributedContext(device=recipe.device))
     model_state, extra = load_checkpoint(path)

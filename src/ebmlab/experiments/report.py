@@ -52,7 +52,8 @@ class ReportRow:
 def _describe(model_name: str, result: dict[str, Any]) -> tuple[str, str]:
     classes = {"rbm": "RBM", "bm": "Boltzmann machine", "dbn": "DBN", "dbm": "DBM", "jem": "JEM"}
     sizes = result.get("layer_sizes") or [result.get("n_visible"), result.get("n_hidden")]
-    return classes.get(model_name, model_name), "-".join(str(s) for s in sizes if s is not None)
+    described = "-".join(str(s) for s in sizes if s is not None)
+    return classes.get(model_name, model_name), described or result.get("backbone") or model_name
 
 
 def _loglik(result: dict[str, Any]) -> tuple[float | None, str]:

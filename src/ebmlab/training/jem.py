@@ -2,19 +2,21 @@ r"""JEM training (Grathwohl et al. 2020, Algorithm 1) with divergence rollback.
 
 :func:`jem_loss` is the objective; this module also holds its configuration,
 the learning-rate schedule, the seeded minibatch stream and the replay-buffer
-factory. The training loop with rollback is :class:`~ebmlab.training.jem_trainer.JEMTrainer`.
+factory. One training iteration and the rollback are
+:class:`~ebmlab.training.jem_trainer.JEMTrainer`'s.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from ebmlab._fields import option
 from ebmlab._validation import (
     check_choice,
     check_nonnegative_float,
@@ -51,33 +53,41 @@ class JEMConfig:
     the mean |energy|; beyond it (or on NaN/inf) training rolls back.
     """
 
-    n_iterations: int = 1000
-    batch_size: int = 64
-    lr: float = 1e-4
-    warmup_iterations: int = 1000
-    decay_iterations: list[int] = field(default_factory=list)
-    decay_rate: float = 0.3
-    p_x_weight: float = 1.0
-    p_x_given_y_weight: float = 0.0
-    n_steps: int = 20
-    step_size: float = 1.0
-    noise_scale: float = 0.01
-    buffer_size: int = 10000
-    reinit_prob: float = 0.05
-    buffer_init: str = "uniform"
-    class_conditional: bool = False
-    clamp: bool = False
-    sampling_dtype: str = "float32"
-    l2_weight: float = 0.0
-    data_noise: float = 0.03
-    divergence_threshold: float = 1e4
-    max_rollbacks: int = 5
-    rollback_lr_factor: float = 1.0
-    checkpoint_every: int = 100
-    log_every: int = 10
+    iterations: int = option(1000, "Training iterations.", resumable=True)
+    batch_size: int = option(64, "Minibatch size (the global batch under torchrun).")
+    lr: float = option(1e-4, "Adam learning rate.")
+    warmup_iterations: int = option(1000, "Linear learning-rate warm-up.")
+    decay_iterations: list[int] = option(
+        [], "Iterations at which the lr is multiplied by --decay-rate, e.g. 160000,180000."
+    )
+    decay_rate: float = option(0.3, "Step-decay factor.")
+    p_x_weight: float = option(1.0, "Weight of the generative term (0: the plain classifier).")
+    p_x_given_y_weight: float = option(0.0, "Weight of the optional log p(x|y) term.")
+    n_steps: int = option(20, "SGLD steps per iteration.")
+    step_size: float = option(1.0, "SGLD step size.")
+    noise_scale: float = option(0.01, "SGLD noise scale.")
+    buffer_size: int = option(10000, "Replay buffer size.")
+    reinit_prob: float = option(0.05, "Probability of restarting a chain from noise.")
+    buffer_init: str = option(
+        "uniform", "uniform, class-gaussian or class-gaussian-diagonal (JEM++)."
+    )
+    class_conditional: bool = option(False, "Buffer split per class.")
+    clamp: bool = option(False, "Clamp samples to [-1, 1] (JEM++).")
+    sampling_dtype: str = option(
+        "float32",
+        "float32 or bfloat16: precision of the SGLD passes (bfloat16: faster on CPUs with AMX "
+        "and recent GPUs).",
+    )
+    l2_weight: float = option(0.0, "L2 penalty on energies (about 0.1 stabilises).")
+    data_noise: float = option(0.03, "Standard deviation of the noise added to data.")
+    divergence_threshold: float = option(1e4, "|loss| or |energy| above this counts as divergence.")
+    max_rollbacks: int = option(5, "Rollbacks to the last good checkpoint before giving up.")
+    rollback_lr_factor: float = option(1.0, "Multiply the lr by this at each rollback.")
+    checkpoint_every: int = option(100, "Iterations between checkpoints.")
+    log_every: int = option(10, "Iterations between metrics lines.")
 
     def __post_init__(self) -> None:
-        for name in ("n_iterations", "batch_size", "n_steps", "buffer_size"):
+        for name in ("iterations", "batch_size", "n_steps", "buffer_size"):
             check_positive_int(name, getattr(self, name))
         for name in ("checkpoint_every", "log_every"):
             check_positive_int(name, getattr(self, name))
@@ -103,9 +113,6 @@ class JEMConfig:
     def uses_sampling(self) -> bool:
         """Whether any generative term needs SGLD negatives (and a buffer)."""
         return self.p_x_weight > 0 or self.p_x_given_y_weight > 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
-r"""The JEM training loop: SGLD negatives from the replay buffer, Adam steps, rollback.
+r"""JEM training iterations: SGLD negatives from the replay buffer, Adam steps, rollback.
 
 :class:`JEMTrainer` runs :func:`~ebmlab.training.jem.jem_loss` updates under the
 warm-up + step-decay schedule and, when training diverges, rolls back to the last
 good checkpoint with fresh randomness instead of crashing (the official code's
-``1/0``) or silently replacing NaNs. The objective, configuration and data stream
-live in :mod:`ebmlab.training.jem`.
+``1/0``) or silently replacing NaNs. The loop around it (checkpoints, metrics
+lines) is the experiment driver's (:mod:`ebmlab.experiments.jem`); the objective,
+configuration and data stream live in :mod:`ebmlab.training.jem`.
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ class JEMTrainer:
         self.iteration = 0
         self.rollbacks = 0
         self.lr_scale = 1.0
+        self.window = _Window()  # metrics since the last log record
         # Test/fault-injection hook: (iteration, loss) -> loss, applied before the divergence check.
         self.fault_hook: Callable[[int, torch.Tensor], torch.Tensor] | None = None
 
@@ -185,62 +187,30 @@ class JEMTrainer:
             **timings,
         }
 
-    # ----- the loop ------------------------------------------------------------------------
-    def fit(
-        self,
-        stream: MinibatchStream,
-        *,
-        save: Callable[[], None],
-        restore: Callable[[], None],
-        log: Callable[[dict[str, Any]], None],
-        stop_after: int | None = None,
-        progress: bool = False,
-    ) -> None:
-        """Train to ``config.n_iterations`` (or ``stop_after``), rolling back on divergence.
+    # ----- one iteration and rollback ---------------------------------------------------------
+    def iterate(self, stream: MinibatchStream) -> dict[str, float] | None:
+        """One update on global batch ``iteration`` of ``stream``; the window means every ``log_every``.
 
-        ``save()`` writes a checkpoint of the current state; ``restore()`` loads
-        the newest one (see :meth:`shared_state` / :meth:`local_state`);
-        ``log(record)`` receives window means every ``log_every`` iterations and
-        one ``event: rollback`` record per rollback. A checkpoint is written at
-        the start, so a rollback always has a target.
+        Returns the means over this window's iterations (and over ranks, so every rank
+        must call it), with ``rollbacks``, when ``iteration`` reaches a multiple of
+        ``log_every`` or ``config.iterations``; None otherwise. Raises
+        :class:`DivergenceError` (nothing updated) for :meth:`roll_back`.
         """
-        config, window = self.config, _Window()
-        if self.iteration == 0:
-            save()
-        end = config.n_iterations if stop_after is None else min(stop_after, config.n_iterations)
-        from tqdm.auto import tqdm
+        x, y = stream.batch(self.iteration, self.rollbacks)
+        self.window.add(self.update(x, y))
+        config = self.config
+        if self.iteration % config.log_every and self.iteration != config.iterations:
+            return None
+        record = mean_over_ranks(self.window.means(), self.context)
+        self.window = _Window()
+        return {**record, "rollbacks": self.rollbacks}
 
-        bar = tqdm(total=end, initial=self.iteration, disable=not progress, desc="training JEM")
-        while self.iteration < end:
-            x, y = stream.batch(self.iteration, self.rollbacks)
-            try:
-                window.add(self.update(x, y))
-            except DivergenceError as error:
-                self.roll_back(error, restore, log)
-                save()
-                window = _Window()
-                bar.n = self.iteration
-                continue
-            bar.update(1)
-            if self.iteration % config.log_every == 0 or self.iteration == config.n_iterations:
-                record = mean_over_ranks(window.means(), self.context)
-                log({"iteration": self.iteration, **record, "rollbacks": self.rollbacks})
-                bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['train_accuracy']:.3f}")
-                window = _Window()
-            if (
-                self.iteration % config.checkpoint_every == 0
-                or self.iteration == config.n_iterations
-            ):
-                save()
-        bar.close()
+    def roll_back(self, error: DivergenceError, restore: Callable[[], Any]) -> dict[str, Any]:
+        """Restore the last checkpoint, reseed the sampler stream, scale the lr; or give up.
 
-    def roll_back(
-        self,
-        error: DivergenceError,
-        restore: Callable[[], None],
-        log: Callable[[dict[str, Any]], None],
-    ) -> None:
-        """Restore the last checkpoint, reseed the sampler stream, scale the lr; or give up."""
+        ``restore()`` loads the newest checkpoint (through :meth:`load_state`); the
+        rollback count and lr scale survive it. Returns the ``event: rollback`` record.
+        """
         diverged_at = self.iteration + 1
         rollbacks, lr_scale = self.rollbacks + 1, self.lr_scale * self.config.rollback_lr_factor
         if rollbacks > self.config.max_rollbacks:
@@ -251,16 +221,14 @@ class JEMTrainer:
         restore()
         self.rollbacks, self.lr_scale = rollbacks, lr_scale
         self.generator.manual_seed(self._stream_seed(rollbacks))
-        log(
-            {
-                "event": "rollback",
-                "iteration": self.iteration,
-                "diverged_at": diverged_at,
-                "reason": str(error),
-                "rollbacks": rollbacks,
-                "lr_scale": lr_scale,
-            }
-        )
+        return {
+            "event": "rollback",
+            "iteration": self.iteration,
+            "diverged_at": diverged_at,
+            "reason": str(error),
+            "rollbacks": rollbacks,
+            "lr_scale": lr_scale,
+        }
 
     # ----- checkpoint state ------------------------------------------------------------------
     def shared_state(self) -> dict[str, Any]:
@@ -273,24 +241,24 @@ class JEMTrainer:
         }
 
     def local_state(self) -> dict[str, Any]:
-        """This rank's sampler state: generator and buffer shard."""
+        """This rank's state: sampler generator, buffer shard and the open metrics window."""
         return {
             "generator": self.generator.get_state(),
             "buffer": None if self.buffer is None else self.buffer.state_dict(),
+            "window": {"sums": dict(self.window.sums), "count": self.window.count},
         }
 
-    def load_state(
-        self, shared: dict[str, Any], local: dict[str, Any], *, counters: bool = True
-    ) -> None:
-        """Load :meth:`shared_state` and :meth:`local_state`; ``counters=False`` keeps
-        ``rollbacks`` and ``lr_scale`` (a rollback must not forget that it happened)."""
+    def load_state(self, shared: dict[str, Any], local: dict[str, Any]) -> None:
+        """Load :meth:`shared_state` and :meth:`local_state` (a checkpoint without a window: empty)."""
         self.iteration = int(shared["iteration"])
-        if counters:
-            self.rollbacks, self.lr_scale = int(shared["rollbacks"]), float(shared["lr_scale"])
+        self.rollbacks, self.lr_scale = int(shared["rollbacks"]), float(shared["lr_scale"])
         self.optimizer.load_state_dict(shared["optimizer"])
         self.generator.set_state(local["generator"])
         if self.buffer is not None:
             self.buffer.load_state_dict(local["buffer"])
+        window = local.get("window") or {"sums": {}, "count": 0}
+        self.window = _Window()
+        self.window.sums, self.window.count = dict(window["sums"]), int(window["count"])
 
 
 class _Window:

@@ -1,8 +1,10 @@
-"""Evaluate a JEM run: accuracy, calibration, OOD detection and samples.
+"""The evaluation maths of a JEM: accuracy, calibration, OOD detection, refinement and samples.
 
-``evaluate_jem(run_dir)`` returns a JSON-ready dict with ``test_accuracy``,
-``ece`` and ``ood.NAME.SCORE.auroc`` and writes ``figures/reliability.png``,
-``figures/eval-samples.png`` and ``figures/eval-samples-by-class.png``.
+Functions of a model and its training settings (never of a run folder): the
+recipe (:mod:`ebmlab.experiments.jem`) opens the run and calls them.
+:func:`evaluate_model` returns a JSON-ready dict with ``test_accuracy``, ``ece``
+and ``ood.NAME.SCORE.auroc`` and may write ``reliability.png``,
+``eval-samples.png`` and ``eval-samples-by-class.png``.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def ood_inputs(
     ``flip``: the test images upside down; any other name: that dataset's test
     split, which must have the same image shape, or, written ``NAME:resized``
     (e.g. ``digits:resized`` against Fashion-MNIST), is resized to it
-    (bilinear, antialiased).
+    (bilinear, antialiased). ``generator`` (CPU) seeds the synthetic sets.
     """
     n, device = len(x_test), x_test.device
     if name == "noise":
@@ -112,40 +114,37 @@ def resize_images(
 
 def draw_samples(
     model: JEM,
-    config: Any,
-    buffer_state: dict[str, Any] | None,
+    config: JEMConfig,
+    buffer: torch.Tensor | None,
     *,
     n: int,
     n_steps: int,
+    n_features: int,
+    generator: torch.Generator,
     class_: int | None = None,
     start: str = "buffer",
-    seed: int = 0,
 ) -> torch.Tensor:
-    """``n`` chains of ``n_steps`` SGLD steps on :math:`E(x)` or :math:`E(x, y=class_)`.
+    """``n`` chains of ``n_steps`` SGLD steps on :math:`E(x)` or :math:`E(x, y=class_)`, in [-1, 1].
 
-    Starts from random slots of the saved buffer (the class's block for a
-    class-conditional buffer), or from U(-1, 1) when ``start="noise"`` or the
-    run has no buffer (a classifier trained with ``p_x_weight = 0``).
+    Chains start from random slots of the replay ``buffer`` (the class's block
+    of a class-conditional one), or from U(-1, 1) when ``start="noise"`` or the
+    run has no buffer (a classifier trained with ``p_x_weight = 0``). The step
+    size, noise and clamping are ``config``'s; ``generator`` lives on the model's device.
     """
     check_choice("start", start, SAMPLE_STARTS)
     check_nonnegative_int("n_steps", n_steps)
-    training = config.training
-    generator = torch.Generator().manual_seed(seed)
-    device = next(model.parameters()).device
-    if start == "buffer" and buffer_state is not None:
-        buffer = buffer_state["buffer"]
-        per_class = len(buffer) // model.n_classes if training.class_conditional else len(buffer)
-        slots = torch.randint(per_class, (n,), generator=generator)
-        if class_ is not None and training.class_conditional:
+    device = generator.device
+    if start == "buffer" and buffer is not None:
+        per_class = len(buffer) // model.n_classes if config.class_conditional else len(buffer)
+        slots = torch.randint(per_class, (n,), generator=generator, device=device)
+        if class_ is not None and config.class_conditional:
             slots = slots + class_ * per_class
-        x0 = buffer[slots].to(device)
+        x0 = buffer[slots.to(buffer.device)].to(device)
     else:
-        x0 = (torch.rand((n, _n_features(model)), generator=generator) * 2 - 1).to(device)
+        x0 = torch.rand((n, n_features), generator=generator, device=device) * 2 - 1
     y = None if class_ is None else torch.full((n,), class_, dtype=torch.long, device=device)
-    sampler = jem_sampler(model, training, y)
-    # The chains' noise is drawn where the chains live (a CPU generator cannot feed CUDA draws).
-    chains = torch.Generator(device=device).manual_seed(seed)
-    state, _, _ = run_chain(sampler, sampler.init(x0), n_steps, generator=chains)
+    sampler = jem_sampler(model, config, y)
+    state, _, _ = run_chain(sampler, sampler.init(x0), n_steps, generator=generator)
     return state.x.detach()
 
 
@@ -206,72 +205,65 @@ def refined_accuracy(
     }
 
 
-def _n_features(model: JEM) -> int:
-    # Each backbone knows its input size under a different name.
-    classifier = model.classifier
-    if hasattr(classifier, "in_features"):
-        return int(classifier.in_features)
-    if hasattr(classifier, "image_size"):
-        return classifier.in_channels * classifier.image_size**2
-    height, width = classifier.image_shape
-    return classifier.in_channels * height * width
-
-
-def evaluate_jem(
-    run_dir: str | Path,
+def evaluate_model(
+    model: JEM,
+    config: Any,
+    data: Any,
+    buffer: torch.Tensor | None,
     *,
-    ood: Sequence[str] = SYNTHETIC_OOD,
-    n_test: int | None = None,
-    n_bins: int = 15,
-    sample_steps: int = 100,
-    n_samples: int = 64,
-    refine_steps: int = 0,
-    refine_step_size: float | None = None,
-    seed: int = 0,
-    figures: bool = True,
+    ood: Sequence[str],
+    n_test: int | None,
+    n_bins: int,
+    sample_steps: int,
+    n_samples: int,
+    refine_steps: int,
+    refine_step_size: float | None,
+    seed: int,
+    figures: Path | None,
 ) -> dict[str, Any]:
-    """Test accuracy, ECE (+ reliability diagram), OOD AUROCs and sample grids of a JEM run.
+    """Test accuracy, ECE, OOD AUROCs, refined accuracy and figures of a trained JEM.
 
     Parameters
     ----------
-    run_dir : path
-        A run folder written by :func:`~ebmlab.experiments.jem.run_jem`.
+    model, buffer : JEM, Tensor or None
+        The trained model and its replay buffer's slots (None without one).
+    config, data
+        The run's experiment config (its ``training`` gives the sampler settings) and
+        prepared data (``x_test``, ``y_test``, ``image_shape``, ``n_classes``).
     ood : sequence of str
-        OOD sets: ``noise``, ``constant``, ``flip`` or dataset names of the same image shape.
+        OOD sets: ``noise``, ``constant``, ``flip`` or dataset names of the same image
+        shape (``NAME:resized`` resizes another shape); see :func:`ood_inputs`.
     n_test : int, optional
-        Evaluate on the first ``n_test`` test examples (all by default).
+        Evaluate on the first ``n_test`` test examples (None: all).
     n_bins : int
         Confidence bins of the ECE.
     sample_steps, n_samples : int
-        SGLD steps and number of chains of the sample grids (``sample_steps=0``: no grids).
+        SGLD steps and chains of the sample grids (``sample_steps=0``: no grids).
     refine_steps : int
-        With ``refine_steps > 0``, also ``refined_test_accuracy``: test inputs
-        are moved that many SGLD steps (the run's sampler settings) before
-        they are classified; see :func:`refined_logits`.
+        With ``refine_steps > 0``, also ``refined_test_accuracy``: test inputs are moved
+        that many SGLD steps before they are classified (:func:`refined_logits`).
     refine_step_size : float, optional
-        Step size of the refinement chains instead of the run's. Near data a
-        JEM's energy can be much steeper than where its training chains run,
-        and the training step then overshoots (the energy rises).
+        Step size of the refinement chains instead of the run's: near data a JEM's
+        energy can be much steeper than where its training chains run.
     seed : int
         Seeds the synthetic OOD sets, the sample chains and the refinement.
-    figures : bool
-        Write the reliability diagram and sample grids to ``RUN_DIR/figures``.
+    figures : Path, optional
+        Folder for ``reliability.png``, ``eval-samples.png`` and
+        ``eval-samples-by-class.png`` (None: no figures).
     """
-    from ebmlab.experiments.jem import load_jem
     from ebmlab.metrics.classification import accuracy, expected_calibration_error, ood_auroc
 
     check_positive_int("n_bins", n_bins)
     check_nonnegative_int("sample_steps", sample_steps)
+    check_positive_int("n_samples", n_samples)
     check_nonnegative_int("refine_steps", refine_steps)
     if refine_step_size is not None:
         check_positive_float("refine_step_size", refine_step_size)
-    ood = [ood] if isinstance(ood, str) else list(ood)
-    config, model, data, buffer_state = load_jem(run_dir)
-    x_test, y_test = data.x_test, data.y_test
     if n_test is not None:
         check_positive_int("n_test", n_test)
+    x_test, y_test = data.x_test, data.y_test
+    if n_test is not None:
         x_test, y_test = x_test[:n_test], y_test[:n_test]
-    generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         logits = torch.cat([model.logits(chunk) for chunk in x_test.split(500)]).cpu()
     probs = torch.softmax(logits.double(), dim=1).numpy()
@@ -291,6 +283,7 @@ def evaluate_jem(
         if refine_step_size is not None:
             sampling = dataclasses.replace(sampling, step_size=refine_step_size)
         result.update(refined_accuracy(model, x_test, y_test, sampling, refine_steps, seed=seed))
+    generator = torch.Generator().manual_seed(seed)
     scores_in = ood_scores(model, x_test)
     for name in ood:
         x_out = ood_inputs(
@@ -300,75 +293,50 @@ def evaluate_jem(
         result["ood"][name] = {
             score: {"auroc": ood_auroc(scores_in[score], scores_out[score])} for score in OOD_SCORES
         }
-    if figures:
-        write_eval_figures(
-            run_dir,
-            model,
-            config,
-            data,
-            buffer_state,
-            calibration,
-            result,
-            sample_steps=sample_steps,
-            n_samples=n_samples,
-            seed=seed,
+    if figures is not None:
+        paths = _eval_figures(
+            Path(figures), model, config, data, buffer, calibration, sample_steps, n_samples, seed
         )
+        result["figures"] = {name: str(path) for name, path in paths.items()}
     return result
 
 
-def write_eval_figures(
-    run_dir,
-    model,
-    config,
-    data,
-    buffer_state,
-    calibration,
-    result,
-    *,
-    sample_steps,
-    n_samples,
-    seed,
-) -> None:
-    """Reliability diagram; unconditional and per-class sample grids (records paths in ``result``)."""
-    from ebmlab.experiments.run_folder import RunFolder
+def _eval_figures(
+    folder: Path, model, config, data, buffer, calibration, sample_steps, n_samples, seed
+) -> dict[str, Path]:
+    """Reliability diagram; unconditional and per-class sample grids (``sample_steps > 0``)."""
     from ebmlab.viz.images import save_image_grid
     from ebmlab.viz.reliability import save_reliability_diagram
 
-    figures = RunFolder(run_dir).figures
     kind = "JEM" if config.training.p_x_weight > 0 else "classifier"
     paths = {
         "reliability": save_reliability_diagram(
-            calibration, figures / "reliability.png", title=f"{kind} on {config.dataset}"
+            calibration, folder / "reliability.png", title=f"{kind} on {config.dataset}"
         )
     }
-    if sample_steps > 0:
-        samples = draw_samples(
-            model, config, buffer_state, n=n_samples, n_steps=sample_steps, seed=seed
-        )
-        paths["samples"] = save_image_grid(
-            (samples.cpu() + 1) / 2,
-            data.image_shape,
-            figures / "eval-samples.png",
-            title=f"samples: {sample_steps} SGLD steps",
-        )
-        per_class = 10
-        rows = [
-            draw_samples(
-                model,
-                config,
-                buffer_state,
-                n=per_class,
-                n_steps=sample_steps,
-                class_=c,
-                seed=seed + c,
-            )
-            for c in range(data.n_classes)
-        ]
-        paths["samples_by_class"] = save_image_grid(
-            (torch.cat(rows).cpu() + 1) / 2,
-            data.image_shape,
-            figures / "eval-samples-by-class.png",
-            n_columns=per_class,
-            title="class-conditional samples (one row per class)",
-        )
-    result["figures"] = {name: str(path) for name, path in paths.items()}
+    if sample_steps == 0:
+        return paths
+    device = data.x_test.device
+
+    def samples(n: int, seed: int, class_: int | None = None) -> torch.Tensor:
+        generator = torch.Generator(device=device).manual_seed(seed)
+        x = draw_samples(model, config.training, buffer, n=n, n_steps=sample_steps,
+                         n_features=data.x_test.shape[1], generator=generator, class_=class_)  # fmt: skip
+        return (x.cpu() + 1) / 2
+
+    paths["samples"] = save_image_grid(
+        samples(n_samples, seed),
+        data.image_shape,
+        folder / "eval-samples.png",
+        title=f"samples: {sample_steps} SGLD steps",
+    )
+    per_class = 10
+    rows = [samples(per_class, seed + c, c) for c in range(data.n_classes)]
+    paths["samples_by_class"] = save_image_grid(
+        torch.cat(rows),
+        data.image_shape,
+        folder / "eval-samples-by-class.png",
+        n_columns=per_class,
+        title="class-conditional samples (one row per class)",
+    )
+    return paths
