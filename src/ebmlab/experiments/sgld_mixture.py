@@ -302,7 +302,7 @@ class SGLDMixtureRecipe(Recipe):
 
     def evaluate(self, *, seed: int = 0, progress: bool = True) -> dict[str, Any]:
         """The summary of :func:`summary` (JSON-ready); deterministic, so ``seed`` is unused."""
-        return summary(self.chains.collector, self.data, self.seconds)
+        return {"model": self.name, **summary(self.chains.collector, self.data, self.seconds)}
 
     def sample(self, n: int, n_steps: int, *, generator: torch.Generator):
         """``n`` posterior draws: kept draws picked in proportion to their step-size weights,
