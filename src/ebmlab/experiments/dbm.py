@@ -111,7 +111,7 @@ class DBMRecipe(Recipe):
     )
     renames = {"hidden_sizes": "layers"}
     progress_keys = ("loss", "reconstruction_error")
-    distributed = False
+    distributed = True  # pretraining and joint training data-parallel; the classifier alike
 
     @classmethod
     def complete_settings(cls, settings: dict[str, Any]) -> dict[str, Any]:
@@ -150,13 +150,16 @@ class DBMRecipe(Recipe):
             device=config.device,
         )
         self.pretrainer = (
-            GreedyPretrainer(self.model, training.pretraining, generator=self.generator)
+            GreedyPretrainer(
+                self.model, training.pretraining, generator=self.generator, context=context
+            )
             if training.pretrain
             else None
         )
         if self.pretrainer is None:
             self.model.init_visible_bias(self.data.train)
-        self.trainer = DBMTrainer(self.model, training, generator=self.generator)
+        self.trainer = DBMTrainer(self.model, training, generator=self.generator, context=context)
+        self.context = context
         self.classifier: dict[str, Any] | None = None  # state and test accuracies
 
     def _pretraining(self) -> bool:
@@ -241,10 +244,12 @@ class DBMRecipe(Recipe):
             "trainer": self.trainer.state_dict(),
             "classifier": self.classifier,
         }
-        return self.model.state_dict(), shared, {}
+        # Under torchrun each rank keeps its own chains and sampling stream.
+        return self.model.state_dict(), shared, shared if self.context.enabled else {}
 
     def load_state(self, model_state, shared, local) -> None:
         load_model_state(self.model, model_state, source="checkpoint")
+        shared = local or shared
         if shared.get("pretrainer") is not None:
             self.pretrainer.load_state_dict(shared["pretrainer"])
         else:

@@ -147,7 +147,7 @@ class DBNRecipe(Recipe):
     config_class = DBNExperimentConfig
     summary = "Train a deep belief network greedily, layer by layer, then optionally fine-tune it."
     progress_keys = ("pseudo_loglik", "validation_accuracy")
-    distributed = False
+    distributed = True  # the layers train data-parallel; fine-tuning runs on every rank alike
 
     def prepare(self) -> None:
         self.data = prepare_data(self.config)  # the RBM recipe reads the same fields
@@ -168,7 +168,9 @@ class DBNRecipe(Recipe):
             propagation=config.propagation,
             generator=self.generator,
             init_from_below=config.init_from_below,
+            context=context,
         )
+        self.context = context
         self.finetuner: FinetuneTrainer | None = None
 
     def _start_finetuning(self) -> FinetuneTrainer:
@@ -201,10 +203,13 @@ class DBNRecipe(Recipe):
 
     def state(self):
         finetune = None if self.finetuner is None else self.finetuner.state_dict()
-        return self.dbn.state_dict(), {"greedy": self.greedy.state_dict(), "finetune": finetune}, {}
+        shared = {"greedy": self.greedy.state_dict(), "finetune": finetune}
+        # Under torchrun each rank keeps its own chains and sampling stream.
+        return self.dbn.state_dict(), shared, shared if self.context.enabled else {}
 
     def load_state(self, model_state, shared, local) -> None:
         load_model_state(self.dbn, model_state, source="checkpoint")
+        shared = local or shared
         self.greedy.load_state_dict(shared["greedy"])
         self.finetuner = None
         if shared.get("finetune") is not None:

@@ -181,6 +181,7 @@ class RBMRecipe(Recipe):
     config_class = RBMExperimentConfig
     summary = "Train a Bernoulli or Gaussian-Bernoulli RBM by CD-k or PCD-k."
     progress_keys = ("pseudo_loglik", "reconstruction_error")
+    distributed = True
 
     @classmethod
     def complete_settings(cls, settings: dict[str, Any]) -> dict[str, Any]:
@@ -198,7 +199,10 @@ class RBMRecipe(Recipe):
         self.generator = torch.Generator(device=self.config.device).manual_seed(self.config.seed)
         self.model = build_model(self.config, self.data.train.shape[1], self.generator)
         self.model.init_visible_bias(self.data.train)
-        self.trainer = CDTrainer(self.model, self.config.training, generator=self.generator)
+        self.context = context
+        self.trainer = CDTrainer(
+            self.model, self.config.training, generator=self.generator, context=context
+        )
 
     def total_steps(self) -> int:
         return self.config.training.epochs
@@ -216,11 +220,13 @@ class RBMRecipe(Recipe):
         return record.get("pseudo_loglik", -record["reconstruction_error"])
 
     def state(self):
-        return self.model.state_dict(), {"trainer": self.trainer.state_dict()}, {}
+        shared = {"trainer": self.trainer.state_dict()}
+        # Under torchrun each rank keeps its own chains and sampling stream.
+        return self.model.state_dict(), shared, shared if self.context.enabled else {}
 
     def load_state(self, model_state, shared, local) -> None:
         load_model_state(self.model, model_state, source="checkpoint")
-        self.trainer.load_state_dict(shared["trainer"])
+        self.trainer.load_state_dict((local or shared)["trainer"])
 
     def model_for_logging(self) -> torch.nn.Module:
         return self.model

@@ -106,6 +106,13 @@ def encode_checkpoint(model_state: dict[str, torch.Tensor], extra: dict[str, Any
     """Serialise model tensors (under their own names) and nested ``extra`` state."""
     tensors = {name: t.detach().contiguous().cpu() for name, t in model_state.items()}
     skeleton = flatten_state(extra, "extra", tensors)
+    # One tensor stored at two places (e.g. a rank's own copy of shared state) must be two
+    # tensors in the file: safetensors refuses shared memory.
+    seen: set[int] = set()
+    for name, tensor in tensors.items():
+        if tensor.numel() and tensor.data_ptr() in seen:
+            tensors[name] = tensor.clone()
+        seen.add(tensors[name].data_ptr())
     shapes = {name: [list(t.shape), str(t.dtype)] for name, t in model_state.items()}
     metadata = {
         "format_version": str(FORMAT_VERSION),

@@ -34,6 +34,13 @@ from ebmlab._validation import (
 from ebmlab.models.dbm import DBM
 from ebmlab.samplers.base import run_chain
 from ebmlab.samplers.dbm_gibbs import DBMBlockGibbs, DBMGibbsState
+from ebmlab.training.distributed import (
+    DistributedContext,
+    average_gradients,
+    mean_over_ranks,
+    rank_generator,
+    shard,
+)
 from ebmlab.training.optim import LinearDecay, build_sgd, check_sgd_settings, set_momentum
 from ebmlab.training.trainer import CDConfig, NonFiniteError
 
@@ -114,9 +121,17 @@ class DBMTrainer:
     """
 
     def __init__(
-        self, model: DBM, config: DBMTrainingConfig, *, generator: torch.Generator
+        self,
+        model: DBM,
+        config: DBMTrainingConfig,
+        *,
+        generator: torch.Generator,
+        context: DistributedContext | None = None,
     ) -> None:
         self.model, self.config, self.generator = model, config, generator
+        # Under torchrun: same minibatch order everywhere, own chains, averaged gradients.
+        self.context = context or DistributedContext(device=str(generator.device))
+        self.sampling_generator = rank_generator(generator, self.context)
         self.sampler = DBMBlockGibbs(model)
         self.chains: DBMGibbsState | None = None
         self.optimizer = build_sgd(
@@ -141,8 +156,8 @@ class DBMTrainer:
         rows = torch.randint(
             data.shape[0],
             (self.config.n_chains,),
-            generator=self.generator,
-            device=self.generator.device,
+            generator=self.sampling_generator,
+            device=self.sampling_generator.device,
         )
         self.chains = self.sampler.init(data[rows.to(data.device)])
 
@@ -152,11 +167,12 @@ class DBMTrainer:
             self.init_chains(v)
         means = self.mean_field(v).means
         self.chains, _, _ = run_chain(
-            self.sampler, self.chains, self.config.gibbs_steps, generator=self.generator
+            self.sampler, self.chains, self.config.gibbs_steps, generator=self.sampling_generator
         )
         loss = self.model.energy([v, *means]).mean() - self.model.energy(self.chains.layers).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(self.model, self.context)
         self.optimizer.step()
         if self.config.max_norm is not None:
             self._apply_max_norm(self.config.max_norm)
@@ -175,19 +191,19 @@ class DBMTrainer:
             self.optimizer,
             config.momentum if self.epoch < config.momentum_switch_epoch else config.final_momentum,
         )
-        start, total = time.perf_counter(), 0.0
+        start, total, count = time.perf_counter(), 0.0, 0
         order = torch.randperm(
             data.shape[0], generator=self.generator, device=self.generator.device
         )
         for index in order.split(config.batch_size):
-            v = data[index.to(data.device)]
+            v = data[shard(index, self.context).to(data.device)]
             loss = self.update(v)
             if not math.isfinite(loss):
                 raise NonFiniteError(
                     f"the DBM loss became {loss} in epoch {self.epoch + 1}; lower --lr "
                     "(the last checkpoint is still good)"
                 )
-            total += loss * v.shape[0]
+            total, count = total + loss * v.shape[0], count + v.shape[0]
         for name, parameter in self.model.named_parameters():
             if not torch.isfinite(parameter).all():
                 raise NonFiniteError(
@@ -195,7 +211,8 @@ class DBMTrainer:
                 )
         self.scheduler.step()
         self.epoch += 1
-        return {"loss": total / data.shape[0], "epoch_seconds": time.perf_counter() - start}
+        loss = mean_over_ranks({"loss": total / count}, self.context)["loss"]
+        return {"loss": loss, "epoch_seconds": time.perf_counter() - start}
 
     @torch.no_grad()
     def monitor(
@@ -231,6 +248,7 @@ class DBMTrainer:
             "scheduler": self.scheduler.state_dict(),
             "chains": None if self.chains is None else list(self.chains.layers),
             "generator": self.generator.get_state(),
+            "sampling_generator": self.sampling_generator.get_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -241,6 +259,8 @@ class DBMTrainer:
         chains = state["chains"]
         self.chains = None if chains is None else DBMGibbsState([c.to(device) for c in chains])
         self.generator.set_state(state["generator"])
+        if "sampling_generator" in state:  # older checkpoints: one generator for both
+            self.sampling_generator.set_state(state["sampling_generator"])
 
 
 # ----- classification -------------------------------------------------------------------------

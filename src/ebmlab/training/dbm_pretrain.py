@@ -30,6 +30,7 @@ from ebmlab._validation import (
 )
 from ebmlab.models.dbm import DBM
 from ebmlab.models.rbm import sample_bernoulli
+from ebmlab.training.distributed import DistributedContext
 from ebmlab.training.trainer import CDConfig, CDTrainer
 
 
@@ -156,8 +157,15 @@ class GreedyPretrainer:
         Shared with the joint trainer; saved in checkpoints.
     """
 
-    def __init__(self, model: DBM, config: CDConfig, *, generator: torch.Generator) -> None:
-        self.model, self.generator = model, generator
+    def __init__(
+        self,
+        model: DBM,
+        config: CDConfig,
+        *,
+        generator: torch.Generator,
+        context: DistributedContext | None = None,
+    ) -> None:
+        self.model, self.generator, self.context = model, generator, context
         self.config = dataclasses.replace(config, dynamic_binarization=False)
         self.rbms: list[TiedCopiesRBM] = []
         self.trainer: CDTrainer | None = None
@@ -185,7 +193,7 @@ class GreedyPretrainer:
             device=reference.device,
         )
         self.rbms.append(rbm)
-        self.trainer = CDTrainer(rbm, self.config, generator=self.generator)
+        self.trainer = CDTrainer(rbm, self.config, generator=self.generator, context=self.context)
 
     @torch.no_grad()
     def layer_data(self, v: torch.Tensor) -> torch.Tensor:

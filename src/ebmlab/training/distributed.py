@@ -121,3 +121,44 @@ def shutdown(context: DistributedContext) -> None:
 
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+# ----- data parallelism for the layered models' own loops (no DDP wrapper needed) ------------
+RANK_SEED_STRIDE = 1_000_003  # keeps the ranks' sampling streams apart
+
+
+def shard(index: torch.Tensor, context: DistributedContext) -> torch.Tensor:
+    """This rank's rows of a global minibatch (every ``world_size``-th, from ``rank``).
+
+    Every rank draws the same global minibatch from the shared generator; with
+    equal shares, the mean over ranks of the share means is the global mean.
+    """
+    if not context.enabled:
+        return index
+    return index[context.rank :: context.world_size]
+
+
+def average_gradients(module: nn.Module, context: DistributedContext) -> None:
+    """Replace every parameter gradient by its mean over ranks (a collective: call on all)."""
+    if not context.enabled:
+        return
+    import torch.distributed as dist
+
+    for parameter in module.parameters():
+        if parameter.grad is not None:
+            dist.all_reduce(parameter.grad)
+            parameter.grad /= context.world_size
+
+
+def rank_generator(generator: torch.Generator, context: DistributedContext) -> torch.Generator:
+    """The generator of this rank's sampling (Gibbs chains, binarisation).
+
+    In one process it is ``generator`` itself, so a run without torchrun draws
+    exactly what it always drew. Under torchrun each rank gets its own stream,
+    seeded from one draw of the shared ``generator`` (the same on every rank) and
+    the rank, while ``generator`` keeps the minibatch order identical everywhere.
+    """
+    if not context.enabled:
+        return generator
+    seed = int(torch.randint(2**62, (1,), generator=generator)) + context.rank * RANK_SEED_STRIDE
+    return torch.Generator(device=generator.device).manual_seed(seed)

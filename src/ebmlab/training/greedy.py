@@ -13,6 +13,7 @@ import torch
 
 from ebmlab._validation import check_choice, check_matrix, check_nonnegative_int
 from ebmlab.models.dbn import DBN, PROPAGATIONS
+from ebmlab.training.distributed import DistributedContext
 from ebmlab.training.trainer import CDConfig, CDTrainer
 
 LayerEpochCallback = Callable[[int, int, dict[str, Any]], None]
@@ -99,8 +100,10 @@ class GreedyTrainer:
         init_visible_bias: bool = True,
         init_from_below: bool = False,
         start_layer: int = 0,
+        context: DistributedContext | None = None,
     ) -> None:
         self.dbn = dbn
+        self.context = context  # torchrun: each layer's CDTrainer trains data-parallel
         self.configs = check_layer_configs(configs, dbn.n_layers)
         self.propagation = check_choice("propagation", propagation, PROPAGATIONS)
         self.generator = generator
@@ -112,7 +115,7 @@ class GreedyTrainer:
         self.layer = start_layer
         self.propagation_seed = self._draw_seed() if start_layer > 0 else 0
         self.trainer = CDTrainer(
-            dbn.rbms[start_layer], self.configs[start_layer], generator=generator
+            dbn.rbms[start_layer], self.configs[start_layer], generator=generator, context=context
         )
         self._cache: tuple[int, torch.Tensor, torch.Tensor] | None = None
 
@@ -134,7 +137,9 @@ class GreedyTrainer:
         self.layer += 1
         self.propagation_seed = self._draw_seed()
         rbm = self.dbn.rbms[self.layer]
-        self.trainer = CDTrainer(rbm, self.configs[self.layer], generator=self.generator)
+        self.trainer = CDTrainer(
+            rbm, self.configs[self.layer], generator=self.generator, context=self.context
+        )
 
     @torch.no_grad()
     def _start_layer(self, layer_data: torch.Tensor) -> None:
@@ -202,7 +207,10 @@ class GreedyTrainer:
         self.layer = int(state["layer"])
         self.propagation_seed = int(state["propagation_seed"])
         self.trainer = CDTrainer(
-            self.dbn.rbms[self.layer], self.configs[self.layer], generator=self.generator
+            self.dbn.rbms[self.layer],
+            self.configs[self.layer],
+            generator=self.generator,
+            context=self.context,
         )
         self.trainer.load_state_dict(state["trainer"])
         self._cache = None

@@ -19,6 +19,13 @@ from ebmlab._validation import (
     check_probability,
 )
 from ebmlab.training.cd import ContrastiveDivergence, cd_loss, sparsity_penalty
+from ebmlab.training.distributed import (
+    DistributedContext,
+    average_gradients,
+    mean_over_ranks,
+    rank_generator,
+    shard,
+)
 from ebmlab.training.monitor import free_energy_gap, reconstruction_error
 from ebmlab.training.optim import LinearDecay, build_sgd, check_sgd_settings, set_momentum
 
@@ -99,6 +106,11 @@ class CDTrainer:
     generator : torch.Generator
         The single source of training randomness (minibatch order, Gibbs chains,
         dynamic binarisation); saved in checkpoints so a resumed run continues exactly.
+    context : DistributedContext, optional
+        Under ``torchrun``: each rank trains on its share of every global minibatch
+        with its own chains and sampling stream, and the gradients are averaged
+        over ranks before each step, so the ranks' parameters stay identical and
+        follow the one-process update for the same global batch.
 
     Notes
     -----
@@ -106,10 +118,20 @@ class CDTrainer:
     sparsity penalty) with SGD; see that function for why its gradient is the CD update.
     """
 
-    def __init__(self, model: nn.Module, config: CDConfig, *, generator: torch.Generator) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        config: CDConfig,
+        *,
+        generator: torch.Generator,
+        context: DistributedContext | None = None,
+    ) -> None:
         self.model = model
         self.config = config
         self.generator = generator
+        # Under torchrun: same minibatch order everywhere (generator), own chains (sampling).
+        self.context = context or DistributedContext(device=str(generator.device))
+        self.sampling_generator = rank_generator(generator, self.context)
         self.objective = ContrastiveDivergence(
             model, k=config.cd_k, persistent=config.persistent, n_chains=config.n_chains
         )
@@ -126,7 +148,9 @@ class CDTrainer:
         """One CD/PCD parameter update on a minibatch; returns the surrogate loss."""
         with torch.no_grad():
             h_data = self.model.mean_h(v_data)
-        v_model, h_model = self.objective.negatives(v_data, h_data, generator=self.generator)
+        v_model, h_model = self.objective.negatives(
+            v_data, h_data, generator=self.sampling_generator
+        )
         loss = cd_loss(self.model, v_data, h_data, v_model, h_model)
         if self.config.sparsity_target is not None and self.config.sparsity_cost > 0:
             loss = loss + sparsity_penalty(
@@ -137,6 +161,7 @@ class CDTrainer:
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(self.model, self.context)
         self.optimizer.step()
         return float(loss.detach())
 
@@ -158,22 +183,23 @@ class CDTrainer:
             from tqdm.auto import tqdm
 
             batches = tqdm(batches, desc=f"epoch {self.epoch + 1}/{config.epochs}", leave=False)
-        total = 0.0
+        total, count = 0.0, 0
         for index in batches:
-            v = data[index]
+            v = data[shard(index, self.context)]
             if config.dynamic_binarization:
-                v = torch.bernoulli(v, generator=self.generator)
+                v = torch.bernoulli(v, generator=self.sampling_generator)
             loss = self.update(v)
             if not math.isfinite(loss):
                 raise NonFiniteError(
                     f"the CD loss became {loss} in epoch {self.epoch + 1}; lower --lr "
                     "(the last checkpoint is still good)"
                 )
-            total += loss * v.shape[0]
+            total, count = total + loss * v.shape[0], count + v.shape[0]
         self._check_parameters()
         self.scheduler.step()
         self.epoch += 1
-        return {"loss": total / data.shape[0], "epoch_seconds": time.perf_counter() - start}
+        loss = mean_over_ranks({"loss": total / count}, self.context)["loss"]
+        return {"loss": loss, "epoch_seconds": time.perf_counter() - start}
 
     def _check_parameters(self) -> None:
         for name, parameter in self.model.named_parameters():
@@ -216,6 +242,7 @@ class CDTrainer:
             "scheduler": self.scheduler.state_dict(),
             "objective": self.objective.state_dict(),
             "generator": self.generator.get_state(),
+            "sampling_generator": self.sampling_generator.get_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -224,3 +251,5 @@ class CDTrainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.objective.load_state_dict(state["objective"])
         self.generator.set_state(state["generator"])
+        if "sampling_generator" in state:  # older checkpoints: one generator for both
+            self.sampling_generator.set_state(state["sampling_generator"])
