@@ -141,7 +141,9 @@ def config_from_mapping(
         # sections may be mappings; a YAML 1.2 file holds nothing JSON cannot.
         payload = json.dumps(settings)
     except (TypeError, ValueError) as error:
-        raise ConfigError(f"{where}values must be numbers, strings, lists or mappings ({error})") from None
+        raise ConfigError(
+            f"{where}values must be numbers, strings, lists or mappings ({error})"
+        ) from None
     try:
         return TypeAdapter(config_class).validate_json(payload)
     except ValidationError as error:

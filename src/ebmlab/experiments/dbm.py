@@ -260,15 +260,8 @@ class DBMRecipe(Recipe):
     def model_for_logging(self) -> torch.nn.Module:
         return self.model
 
-    def tensorboard_images(self) -> dict[str, torch.Tensor]:
-        generator = torch.Generator(device=self.config.device).manual_seed(self.completed_steps())
-        return {"samples": self.sample(64, 100, generator=generator)[0]}
-
     def figures(self, folder: RunFolder) -> None:
         write_figures(folder, self.model, self.data.image_shape, seed=self.completed_steps())
-
-    def image_shape(self) -> tuple[int, int]:
-        return self.data.image_shape
 
     def sample(self, n: int, n_steps: int, *, generator: torch.Generator):
         from ebmlab.samplers.dbm_gibbs import sample_dbm

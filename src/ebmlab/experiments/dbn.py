@@ -230,15 +230,8 @@ class DBNRecipe(Recipe):
     def model_for_logging(self) -> torch.nn.Module:
         return self.dbn
 
-    def tensorboard_images(self) -> dict[str, torch.Tensor]:
-        generator = torch.Generator(device=self.config.device).manual_seed(self.completed_steps())
-        return {"samples": self.sample(64, 100, generator=generator)[0]}
-
     def figures(self, folder: RunFolder) -> None:
         write_figures(folder, self.dbn, self.data.image_shape, seed=self.completed_steps())
-
-    def image_shape(self) -> tuple[int, int]:
-        return self.data.image_shape
 
     def sample(self, n: int, n_steps: int, *, generator: torch.Generator):
         return self.dbn.sample(n, n_steps, generator=generator), "Gibbs sweeps at the top"

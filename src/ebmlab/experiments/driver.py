@@ -286,7 +286,9 @@ def _log_step(run: TrainingRun, record: dict[str, Any], bar) -> None:
     run.log(record)  # first: a kill before the checkpoint leaves a line that resume drops
     if recipe.checkpoint_due() or is_best:
         run.save(is_best=is_best)
-    shown = {k: f"{record[k]:.4g}" for k in recipe.progress_keys if isinstance(record.get(k), float)}
+    shown = {
+        k: f"{record[k]:.4g}" for k in recipe.progress_keys if isinstance(record.get(k), float)
+    }
     if shown:
         bar.set_postfix(shown)
     bar.refresh()

@@ -232,9 +232,6 @@ class JEMRecipe(Recipe):
                 title="replay buffer (64 slots spread over it)",
             )
 
-    def image_shape(self) -> tuple[int, int]:
-        return self.data.image_shape
-
     # ----- reading a finished run -------------------------------------------------------------
     def evaluate(
         self,

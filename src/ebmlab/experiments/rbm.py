@@ -231,15 +231,8 @@ class RBMRecipe(Recipe):
     def model_for_logging(self) -> torch.nn.Module:
         return self.model
 
-    def tensorboard_images(self) -> dict[str, torch.Tensor]:
-        generator = torch.Generator(device=self.config.device).manual_seed(self.trainer.epoch)
-        return {"samples": self.sample(64, 100, generator=generator)[0]}
-
     def figures(self, folder: RunFolder) -> None:
         write_figures(folder, self.model, self.data, seed=self.trainer.epoch)
-
-    def image_shape(self) -> tuple[int, int]:
-        return self.data.image_shape
 
     def sample(self, n: int, n_steps: int, *, generator: torch.Generator):
         samples = sample_visible(self.model, n, n_steps, generator=generator)
@@ -258,16 +251,51 @@ class RBMRecipe(Recipe):
 
         Returns a JSON-ready dict; the keys are documented in docs/cli.md.
         """
-        return evaluate_rbm(
-            self.model,
-            self.config,
-            self.data,
-            loglik=loglik,
-            n_chains=n_chains,
-            n_betas=n_betas,
-            seed=seed,
-            progress=progress,
-        )
+        from ebmlab.estimators.pseudo_likelihood import pseudo_log_likelihood
+        from ebmlab.training.monitor import free_energy_gap, reconstruction_error
+
+        model, config, data = self.model, self.config, self.data
+        if loglik and config.visible != "bernoulli":
+            raise ValueError(
+                "--loglik (AIS and reverse AIS) is implemented for Bernoulli RBMs only"
+            )
+        generator = torch.Generator(device=config.device).manual_seed(seed)
+
+        with torch.no_grad():
+            result: dict[str, Any] = {
+                "model": "rbm",
+                "visible": config.visible,
+                "n_visible": model.n_visible,
+                "n_hidden": model.n_hidden,
+                "dataset": config.dataset,
+                "n_test": int(data.test.shape[0]),
+                "test_reconstruction_error": reconstruction_error(
+                    model, data.test, generator=generator
+                ),
+                "free_energy_gap": free_energy_gap(
+                    model, data.monitor_train, data.test[:MONITOR_SIZE]
+                ),
+            }
+            if config.visible == "bernoulli":
+                # All n_visible bit flips when cheap; scikit-learn's one-bit estimate otherwise.
+                exact = model.n_visible <= EXACT_PLL_MAX_VISIBLE
+                pll = pseudo_log_likelihood(model, data.test, exact=exact, generator=generator)
+                result["test_pseudo_loglik"] = float(pll.mean())
+        if loglik:
+            from ebmlab.estimators import evaluate_log_likelihood
+
+            result.update(
+                evaluate_log_likelihood(
+                    model,
+                    data.test,
+                    train_data=data.train,
+                    n_chains=n_chains,
+                    n_betas=n_betas,
+                    generator=generator,
+                    progress=progress,
+                )
+            )
+        return result
 
 
 def write_figures(
@@ -284,57 +312,3 @@ def write_figures(
     save_filters(model.weight, data.image_shape, run.figures / "filters.png")
     save_training_curves(run.read_metrics(), run.figures / "training_curves.png")
     return samples
-
-
-def evaluate_rbm(
-    model: BernoulliRBM | GaussianBernoulliRBM,
-    config: RBMExperimentConfig,
-    data: PreparedData,
-    *,
-    loglik: bool = False,
-    n_chains: int = 100,
-    n_betas: int | None = None,
-    seed: int = 0,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Metrics of a trained RBM on ``data.test`` (and, with ``loglik``, AIS + RAISE likelihoods)."""
-    from ebmlab.estimators.pseudo_likelihood import pseudo_log_likelihood
-    from ebmlab.training.monitor import free_energy_gap, reconstruction_error
-
-    if loglik and config.visible != "bernoulli":
-        raise ValueError("--loglik (AIS and reverse AIS) is implemented for Bernoulli RBMs only")
-    generator = torch.Generator(device=config.device).manual_seed(seed)
-
-    with torch.no_grad():
-        result: dict[str, Any] = {
-            "model": "rbm",
-            "visible": config.visible,
-            "n_visible": model.n_visible,
-            "n_hidden": model.n_hidden,
-            "dataset": config.dataset,
-            "n_test": int(data.test.shape[0]),
-            "test_reconstruction_error": reconstruction_error(
-                model, data.test, generator=generator
-            ),
-            "free_energy_gap": free_energy_gap(model, data.monitor_train, data.test[:MONITOR_SIZE]),
-        }
-        if config.visible == "bernoulli":
-            # All n_visible bit flips when cheap; scikit-learn's one-bit estimate otherwise.
-            exact = model.n_visible <= EXACT_PLL_MAX_VISIBLE
-            pll = pseudo_log_likelihood(model, data.test, exact=exact, generator=generator)
-            result["test_pseudo_loglik"] = float(pll.mean())
-    if loglik:
-        from ebmlab.estimators import evaluate_log_likelihood
-
-        result.update(
-            evaluate_log_likelihood(
-                model,
-                data.test,
-                train_data=data.train,
-                n_chains=n_chains,
-                n_betas=n_betas,
-                generator=generator,
-                progress=progress,
-            )
-        )
-    return result

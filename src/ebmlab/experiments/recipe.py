@@ -151,8 +151,17 @@ class Recipe:
         return None
 
     def tensorboard_images(self) -> dict[str, torch.Tensor]:
-        """Image grids (rows in [0, 1] at :meth:`image_shape`) to log at each checkpoint."""
-        return {}
+        """Image grids (rows in [0, 1] at :meth:`image_shape`) to log at each checkpoint.
+
+        By default 64 samples after 100 sampler steps, seeded by the step; none for
+        a recipe whose samples are not images.
+        """
+        try:
+            self.image_shape()
+        except ValueError:
+            return {}
+        generator = torch.Generator(device=self.device).manual_seed(self.completed_steps())
+        return {"samples": self.sample(64, 100, generator=generator)[0]}
 
     def figures(self, folder: RunFolder) -> None:
         """Write ``figures/`` at the end of training."""
@@ -167,12 +176,13 @@ class Recipe:
         raise ValueError(f"sampling from {self.name!r} runs is not supported")
 
     def image_shape(self) -> tuple[int, int]:
-        """The (height, width) that sample rows are displayed at."""
-        raise ValueError(f"{self.name!r} runs have no image shape")
+        """The (height, width) that sample rows are displayed at (``self.data.image_shape``)."""
+        shape = getattr(getattr(self, "data", None), "image_shape", None)
+        if shape is None:
+            raise ValueError(f"{self.name!r} runs have no image shape")
+        return tuple(shape)
 
-    def save_samples(
-        self, n: int, n_steps: int, *, seed: int, out: Path, **options: Any
-    ) -> Path:
+    def save_samples(self, n: int, n_steps: int, *, seed: int, out: Path, **options: Any) -> Path:
         """Draw samples and write a figure of them; returns its path (an image grid by default)."""
         from ebmlab.viz.images import save_image_grid
 

@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     from ebmlab.experiments.recipe import Recipe
 
 # The modules of experiments/ that hold no recipe (recipe files are found by this rule).
-_INFRASTRUCTURE = frozenset({"config", "driver", "recipe", "registry", "report", "run_folder", "tensorboard"})
+_INFRASTRUCTURE = frozenset(
+    {"config", "driver", "recipe", "registry", "report", "run_folder", "tensorboard"}
+)
 _RECIPES: dict[str, type[Recipe]] = {}
 _DISCOVERED = False
 
@@ -155,5 +157,7 @@ def sample_run(
             raise ValueError(f"{flag} does not apply to {recipe.name!r} runs")
     options = {k: v for k, v in options.items() if k in parameters}
     label = "".join(f"-{k.rstrip('_')}{v}" for k, v in options.items() if v is not None)
-    out = Path(out) if out is not None else RunFolder(run_dir).figures / f"samples{label}-{seed}.png"
+    out = (
+        Path(out) if out is not None else RunFolder(run_dir).figures / f"samples{label}-{seed}.png"
+    )
     return recipe.save_samples(n, n_steps, seed=seed, out=out, **options)

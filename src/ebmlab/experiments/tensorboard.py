@@ -48,7 +48,11 @@ class TensorBoardLogger:
     def log_record(self, step: int, record: dict[str, Any], model: nn.Module | None = None) -> None:
         """Every numeric entry of a metrics record as a scalar, and the parameters as histograms."""
         for key, value in record.items():
-            if isinstance(value, int | float) and not isinstance(value, bool) and key not in STEP_KEYS:
+            if (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and key not in STEP_KEYS
+            ):
                 self.writer.add_scalar(key, value, step)
         if model is not None:
             for name, parameter in model.named_parameters():
