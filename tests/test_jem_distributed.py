@@ -12,16 +12,13 @@ for running and checkpointing per rank, not for equality.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 
 import pytest
 
 from ebmlab.experiments.driver import train
 from ebmlab.experiments.jem import JEMExperimentConfig
 from ebmlab.training.jem import JEMConfig
+from tests.torchrun import run_torchrun
 
 pytestmark = pytest.mark.slow  # two processes start torch and join a gloo group: ~20-60 s
 
@@ -43,12 +40,6 @@ TRAINING = dict(iterations=6, batch_size=16, lr=1e-2, warmup_iterations=0, n_ste
 EXPERIMENT = dict(dataset="digits", backbone="mlp", hidden_sizes=[32], n_train=128, seed=4)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def losses(run_dir) -> list[float]:
     return [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").open()]
 
@@ -58,13 +49,7 @@ def test_two_processes_match_one_process(tmp_path):
     script.write_text(
         SCRIPT.replace("{TRAINING}", repr(TRAINING)).replace("{EXPERIMENT}", repr(EXPERIMENT))
     )
-    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-        "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(script), str(tmp_path),
-    ]  # fmt: skip
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_torchrun(script, str(tmp_path))
 
     config = JEMExperimentConfig(training=JEMConfig(p_x_weight=0.0, **TRAINING), **EXPERIMENT)
     train(config, tmp_path / "single", progress=False)

@@ -13,10 +13,6 @@ uninterrupted one (each rank restores its own chains from checkpoints/rank-1/).
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -25,6 +21,7 @@ from ebmlab.experiments.driver import train
 from ebmlab.experiments.rbm import RBMExperimentConfig
 from ebmlab.training.checkpoint import load_checkpoint
 from ebmlab.training.trainer import CDConfig
+from tests.torchrun import run_torchrun
 
 pytestmark = pytest.mark.slow  # two processes start torch and join a gloo group: ~20-40 s
 
@@ -57,12 +54,6 @@ shutdown(init_distributed("cpu"))
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def curve(run_dir, key: str) -> list[float]:
     return [json.loads(line)[key] for line in (run_dir / "metrics.jsonl").open()]
 
@@ -76,13 +67,7 @@ def ddp(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ddp")
     script = folder / "script.py"
     script.write_text(SCRIPT.replace("{RBM}", repr(RBM)))
-    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-        "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(script), str(folder),
-    ]  # fmt: skip
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_torchrun(script, str(folder))
     return folder
 
 
