@@ -34,7 +34,7 @@ from ebmlab.experiments.config import (
     set_dotted,
 )
 from ebmlab.experiments.recipe import Recipe
-from ebmlab.experiments.registry import get_recipe, recipe_for_config
+from ebmlab.experiments.registry import checkpoint_parts, read_run_config, recipe_for_config
 from ebmlab.experiments.run_folder import RunFolder, RunFolderError
 from ebmlab.training.checkpoint import CheckpointManager, load_checkpoint
 from ebmlab.training.distributed import DistributedContext, barrier, init_distributed
@@ -110,13 +110,6 @@ class TrainingRun:
         self.folder.append_metrics(record)
         if self.board is not None and "event" not in record:
             self.board.log_record(record[self.recipe.step_unit], record)
-
-
-def checkpoint_parts(extra: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(shared, local)`` state of a checkpoint's extra; a pre-driver checkpoint is both."""
-    if "shared" in extra:
-        return extra["shared"], extra["local"]
-    return extra, extra.get("local", extra)
 
 
 def train(
@@ -197,22 +190,6 @@ def _open_board(run: TrainingRun) -> None:
         run.board = TensorBoardLogger(
             run.folder.path / "tensorboard", resumed_after=run.recipe.completed_steps()
         )
-
-
-def read_run_config(folder: RunFolder) -> tuple[type[Recipe], Any]:
-    """The recipe class and validated config of a run folder (old key names mapped)."""
-    from ebmlab.experiments.config import apply_renames
-
-    settings = folder.read_config()
-    recipe_class = get_recipe(str(settings["model"]))
-    settings = apply_renames(settings, recipe_class.renames)
-    config = config_from_mapping(
-        recipe_class.config_class,
-        settings,
-        model=recipe_class.name,
-        source=str(folder.config_path),
-    )
-    return recipe_class, config
 
 
 def _with_changes(recipe_class, config, changes: Mapping[str, Any], folder: RunFolder) -> Any:

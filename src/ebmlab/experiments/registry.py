@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ebmlab._validation import check_positive_int
+from ebmlab.experiments.config import apply_renames, config_from_mapping
 from ebmlab.experiments.run_folder import RunFolder, RunFolderError
 
 if TYPE_CHECKING:
@@ -77,6 +78,27 @@ def recipe_for_config(config: Any) -> type[Recipe]:
 
 
 # ----- reading run folders ------------------------------------------------------------------------
+def read_run_config(folder: RunFolder) -> tuple[type[Recipe], Any]:
+    """The recipe class and validated config of a run folder (old key names mapped)."""
+    settings = folder.read_config()
+    recipe_class = get_recipe(str(settings["model"]))
+    settings = apply_renames(settings, recipe_class.renames)
+    config = config_from_mapping(
+        recipe_class.config_class,
+        settings,
+        model=recipe_class.name,
+        source=str(folder.config_path),
+    )
+    return recipe_class, config
+
+
+def checkpoint_parts(extra: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(shared, local)`` state of a checkpoint's extra; a pre-driver checkpoint is both."""
+    if "shared" in extra:
+        return extra["shared"], extra["local"]
+    return extra, extra.get("local", extra)
+
+
 def run_model_name(run_dir: str | Path) -> str:
     return str(RunFolder(run_dir).read_config()["model"])
 
@@ -84,7 +106,6 @@ def run_model_name(run_dir: str | Path) -> str:
 def open_run(run_dir: str | Path, *, which: str = "latest") -> Recipe:
     """A run's recipe with its data prepared and its ``which`` checkpoint loaded (latest or best)."""
     from ebmlab._validation import check_choice
-    from ebmlab.experiments.driver import checkpoint_parts, read_run_config
     from ebmlab.training.checkpoint import load_checkpoint
     from ebmlab.training.distributed import DistributedContext
 
