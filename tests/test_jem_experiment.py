@@ -7,20 +7,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from ebmlab.data.ood import ood_inputs, resize_images
 from ebmlab.experiments.driver import train
 from ebmlab.experiments.jem import JEMExperimentConfig
-from ebmlab.experiments.jem_eval import (
-    OOD_SCORES,
-    ood_inputs,
-    ood_scores,
-    refined_logits,
-    resize_images,
-)
 from ebmlab.experiments.registry import evaluate_run, open_run, sample_run
 from ebmlab.experiments.run_folder import RunFolderError
 from ebmlab.metrics.classification import accuracy
+from ebmlab.metrics.ood import OOD_SCORES, ood_scores
 from ebmlab.models.jem import JEM
 from ebmlab.training.jem import JEMConfig
+from ebmlab.training.jem_sampling import refined_logits
 
 
 def tiny(p_x_weight: float, **training) -> JEMExperimentConfig:

@@ -9,6 +9,7 @@
 from ebmlab.data.dataset import Dataset, DatasetNotFoundError
 from ebmlab.data.digits import DIGITS_SPLIT_SEED
 from ebmlab.data.idx import IdxFormatError, read_idx, write_idx
+from ebmlab.data.ood import SYNTHETIC_OOD, ood_inputs, resize_images
 from ebmlab.data.registry import dataset_info, list_datasets, load_dataset
 from ebmlab.data.synthetic import bars_and_stripes, bars_and_stripes_labels
 from ebmlab.data.toy2d import TOY2D_NAMES, sample_toy2d
@@ -24,6 +25,7 @@ from ebmlab.data.transforms import (
 __all__ = [
     "BINARIZATION_METHODS",
     "DIGITS_SPLIT_SEED",
+    "SYNTHETIC_OOD",
     "TOY2D_NAMES",
     "Dataset",
     "DatasetNotFoundError",
@@ -35,8 +37,10 @@ __all__ = [
     "dataset_info",
     "list_datasets",
     "load_dataset",
+    "ood_inputs",
     "prepare_binary",
     "read_idx",
+    "resize_images",
     "sample_toy2d",
     "scale",
     "train_validation_split",

@@ -5,7 +5,8 @@
 newest checkpoint, reseeds the sampler stream and scales the lr (see
 :meth:`~ebmlab.training.jem_trainer.JEMTrainer.roll_back`). Under ``torchrun``
 each rank keeps its own buffer shard and generator (the driver writes them to
-``checkpoints/rank-r/``). The evaluation maths is :mod:`ebmlab.experiments.jem_eval`.
+``checkpoints/rank-r/``). The evaluation is :mod:`ebmlab.experiments.jem_eval`; sampling
+is :mod:`ebmlab.training.jem_sampling`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 
 from ebmlab._fields import option, section
 from ebmlab._validation import check_choice, check_device, check_positive_int
+from ebmlab.data.ood import SYNTHETIC_OOD
 from ebmlab.experiments import jem_eval
 from ebmlab.experiments.recipe import Recipe
 from ebmlab.experiments.registry import register
@@ -28,6 +30,7 @@ from ebmlab.samplers.replay_buffer import ReplayBuffer
 from ebmlab.training.checkpoint import load_model_state
 from ebmlab.training.distributed import wrap_model
 from ebmlab.training.jem import DivergenceError, JEMConfig, MinibatchStream
+from ebmlab.training.jem_sampling import draw_samples
 from ebmlab.training.jem_trainer import JEMTrainer
 
 if TYPE_CHECKING:
@@ -236,7 +239,7 @@ class JEMRecipe(Recipe):
     def evaluate(
         self,
         *,
-        ood: Sequence[str] = jem_eval.SYNTHETIC_OOD,
+        ood: Sequence[str] = SYNTHETIC_OOD,
         n_test: int | None = None,
         n_bins: int = 15,
         sample_steps: int = 100,
@@ -292,7 +295,7 @@ class JEMRecipe(Recipe):
         ):
             raise ValueError(f"class_ must be an int in [0, {n_classes - 1}]; got {class_!r}")
         self.model.eval()
-        samples = jem_eval.draw_samples(
+        samples = draw_samples(
             self.model,
             self.config.training,
             self._buffer(),

@@ -16,6 +16,7 @@ from ebmlab.metrics.fid import (
 from ebmlab.metrics.inception_score import ISResult, inception_score
 from ebmlab.metrics.kid import KIDResult, kid, mmd2_unbiased
 from ebmlab.metrics.mcmc import ChainSummary, effective_sample_size, split_rhat, summarize_chains
+from ebmlab.metrics.ood import OOD_SCORES, ood_scores
 
 __all__ = [
     "FEATURE_NETS",
@@ -24,6 +25,7 @@ __all__ = [
     "FIDResult",
     "ISResult",
     "KIDResult",
+    "OOD_SCORES",
     "accuracy",
     "effective_sample_size",
     "expected_calibration_error",
@@ -36,6 +38,7 @@ __all__ = [
     "load_feature_net",
     "mmd2_unbiased",
     "ood_auroc",
+    "ood_scores",
     "split_rhat",
     "statistics_from_features",
     "summarize_chains",
