@@ -15,15 +15,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ebmlab._fields import option, section
-from ebmlab._validation import (
-    check_choice,
-    check_device,
-    check_nonnegative_int,
-    check_positive_float,
-    check_positive_int,
-    check_probability,
-)
-from ebmlab.experiments.rbm import BINARIZATIONS, DTYPES, MONITOR_SIZE, prepare_data
+from ebmlab._validation import check_nonnegative_int, check_positive_float, check_positive_int
+from ebmlab.experiments.rbm import MONITOR_SIZE, BinaryImageSettings, prepare_data
 from ebmlab.experiments.recipe import Recipe
 from ebmlab.experiments.registry import register
 from ebmlab.experiments.run_folder import RunFolder
@@ -47,29 +40,18 @@ EVAL_MEAN_FIELD_ITERATIONS = 30
 
 
 @dataclass
-class DBMExperimentConfig:
+class DBMExperimentConfig(BinaryImageSettings):
     """Everything needed to redo a DBM run (saved as the run's ``config.yaml``).
 
     ``layers``: widths of the hidden layers (the visible width comes from the data).
     ``n_train``: use only the first ``n_train`` training rows (None: all).
     ``classifier_epochs``: epochs of the head on frozen mean-field features (0: no
     classifier); ``fine_tune_epochs``: then epochs of the whole unrolled network.
-    Other fields as in :class:`~ebmlab.experiments.rbm.RBMExperimentConfig`.
+    Other fields: :class:`~ebmlab.experiments.rbm.BinaryImageSettings`.
     """
 
-    dataset: str = option("digits", "Dataset name (`ebmlab data list`).")
-    data_dir: str | None = option(None, "Folder holding the dataset's files.")
     layers: list[int] = option([64, 64], "Hidden layer sizes, bottom to top, e.g. 500,1000.")
-    binarization: str = option("dynamic", "threshold, stochastic (fixed) or dynamic (per epoch).")
-    validation_fraction: float = option(0.1, "Share of training data held out for monitoring.")
     n_train: int | None = option(None, "Use only the first N training images (none: all).")
-    seed: int = option(0, "Random seed: the run is reproducible from it.")
-    device: str = option("cpu", "cpu or cuda.")
-    dtype: str = option("float32", "float32 or float64.")
-    keep_last: int = option(3, "Numbered checkpoints to keep.")
-    tensorboard: bool = option(
-        False, "Also log scalars, histograms and samples to RUN_DIR/tensorboard."
-    )
     classifier_epochs: int = option(
         0, "Epochs of a softmax head on mean-field features at the end (0: none)."
     )
@@ -80,15 +62,12 @@ class DBMExperimentConfig:
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.layers:
             raise ValueError(f"layers must be a non-empty list of ints; got {self.layers!r}")
         self.layers = [check_positive_int("layers", n) for n in self.layers]
-        check_choice("binarization", self.binarization, BINARIZATIONS)
-        check_probability("validation_fraction", self.validation_fraction)
         if self.n_train is not None:
             check_positive_int("n_train", self.n_train)
-        check_choice("dtype", self.dtype, tuple(DTYPES))
-        check_device(self.device)
         check_nonnegative_int("classifier_epochs", self.classifier_epochs)
         check_nonnegative_int("fine_tune_epochs", self.fine_tune_epochs)
         check_positive_float("classifier_lr", self.classifier_lr)
@@ -125,20 +104,10 @@ class DBMRecipe(Recipe):
 
     def prepare(self) -> None:
         """The RBM recipe's data (cut to ``n_train`` rows) and the train/test labels."""
-        from ebmlab.data import load_dataset, train_validation_split
-
-        config = self.config
-        self.data = prepare_data(config)  # the RBM recipe reads the same fields
-        full = load_dataset(config.dataset, split="train", data_dir=config.data_dir)
-        labels = full.labels
-        if config.validation_fraction > 0:
-            labels = train_validation_split(
-                full, validation_fraction=config.validation_fraction, seed=config.seed
-            )[0].labels
-        if config.n_train is not None:
-            self.data.train, labels = self.data.train[: config.n_train], labels[: config.n_train]
-        test_labels = load_dataset(config.dataset, split="test", data_dir=config.data_dir).labels
-        self.labels, self.test_labels = labels.to(config.device), test_labels.to(config.device)
+        data = self.data = prepare_data(self.config)  # the RBM recipe reads the same fields
+        n = self.config.n_train  # None: every row
+        data.train, data.train_labels = data.train[:n], data.train_labels[:n]
+        self.labels, self.test_labels = data.train_labels, data.test_labels
 
     def build(self, context: DistributedContext) -> None:
         config, training = self.config, self.config.training
@@ -146,8 +115,7 @@ class DBMRecipe(Recipe):
         self.model = DBM(
             [self.data.train.shape[1], *config.layers],
             generator=self.generator,
-            dtype=DTYPES[config.dtype],
-            device=config.device,
+            **config.factory_kwargs,
         )
         self.pretrainer = (
             GreedyPretrainer(

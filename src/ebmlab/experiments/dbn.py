@@ -13,13 +13,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ebmlab._fields import option, section
-from ebmlab._validation import (
-    check_choice,
-    check_device,
-    check_positive_int,
-    check_probability,
-)
-from ebmlab.experiments.rbm import BINARIZATIONS, DTYPES, MONITOR_SIZE, PreparedData, prepare_data
+from ebmlab._validation import check_choice, check_positive_int
+from ebmlab.experiments.rbm import MONITOR_SIZE, BinaryImageSettings, PreparedData, prepare_data
 from ebmlab.experiments.recipe import Recipe
 from ebmlab.experiments.registry import register
 from ebmlab.experiments.run_folder import RunFolder
@@ -50,7 +45,7 @@ CURVE_KEYS = [
 
 
 @dataclass
-class DBNExperimentConfig:
+class DBNExperimentConfig(BinaryImageSettings):
     """Everything needed to redo a DBN run (saved as the run's ``config.yaml``).
 
     ``training`` is one :class:`CDConfig` shared by every RBM or (from YAML or the
@@ -59,23 +54,13 @@ class DBNExperimentConfig:
     to the data of the upper RBMs (see :class:`~ebmlab.training.greedy.GreedyTrainer`).
     ``n_labelled`` limits the labelled examples of fine-tuning (pretraining always
     sees every training image); ``finetune.epochs = 0`` skips fine-tuning.
+    Other fields: :class:`~ebmlab.experiments.rbm.BinaryImageSettings`.
     """
 
-    dataset: str = option("digits", "Dataset name (`ebmlab data list`).")
-    data_dir: str | None = option(None, "Folder holding the dataset's files.")
     layers: list[int] = option([64, 64], "Hidden layer sizes, bottom to top, e.g. 500,500,2000.")
-    binarization: str = option("dynamic", "threshold, stochastic (fixed) or dynamic (per epoch).")
     propagation: str = option("mean", "Upper layers train on mean or sampled activations.")
     init_from_below: bool = option(False, "Start each RBM at the transpose of the one below.")
-    validation_fraction: float = option(0.1, "Share of training data held out for monitoring.")
     n_labelled: int | None = option(None, "Labelled examples used for fine-tuning (none: all).")
-    seed: int = option(0, "Random seed: the run is reproducible from it.")
-    device: str = option("cpu", "cpu or cuda.")
-    dtype: str = option("float32", "float32 or float64.")
-    keep_last: int = option(3, "Numbered checkpoints to keep.")
-    tensorboard: bool = option(
-        False, "Also log scalars, histograms and samples to RUN_DIR/tensorboard."
-    )
     training: CDConfig | list[CDConfig] = section(
         CDConfig, "Greedy CD/PCD pretraining (epochs per RBM; one config or one per RBM)."
     )
@@ -84,19 +69,16 @@ class DBNExperimentConfig:
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.layers:
             raise ValueError(
                 f"layers must be a non-empty list of hidden sizes; got {self.layers!r}"
             )
         self.layers = [check_positive_int("layers[i]", size) for size in self.layers]
         check_layer_configs(self.training, len(self.layers))
-        check_choice("binarization", self.binarization, BINARIZATIONS)
         check_choice("propagation", self.propagation, PROPAGATIONS)
-        check_probability("validation_fraction", self.validation_fraction)
         if self.n_labelled is not None:
             check_positive_int("n_labelled", self.n_labelled)
-        check_choice("dtype", self.dtype, tuple(DTYPES))
-        check_device(self.device)
 
     def layer_configs(self) -> list[CDConfig]:
         """One CDConfig per RBM (copies); the bottom one binarises dynamically if asked."""
@@ -120,21 +102,20 @@ def prepare_labelled(config: DBNExperimentConfig) -> LabelledData:
     """``n_labelled`` class-balanced training examples (seeded, then split) and the test split."""
     from ebmlab.data import load_dataset, train_validation_split
 
-    dtype, device = DTYPES[config.dtype], torch.device(config.device)
     train = load_dataset(config.dataset, split="train", data_dir=config.data_dir)
     test = load_dataset(config.dataset, split="test", data_dir=config.data_dir)
     index = labelled_subset(train.labels, config.n_labelled, seed=config.seed)
-    images = train.images[index].to(device=device, dtype=dtype)
+    images = train.images[index].to(**config.factory_kwargs)
     fit, validation = train_validation_split(
-        (images, train.labels[index].to(device)),
+        (images, train.labels[index].to(config.device)),
         validation_fraction=config.finetune.validation_fraction,
         seed=config.seed,
     )
     return LabelledData(
         train=fit,
         validation=validation,
-        test_images=test.images.to(device=device, dtype=dtype),
-        test_labels=test.labels.to(device),
+        test_images=test.images.to(**config.factory_kwargs),
+        test_labels=test.labels.to(config.device),
         n_classes=train.n_classes,
     )
 
@@ -159,8 +140,7 @@ class DBNRecipe(Recipe):
         self.dbn = DBN(
             [self.data.train.shape[1], *config.layers],
             generator=self.generator,
-            dtype=DTYPES[config.dtype],
-            device=config.device,
+            **config.factory_kwargs,
         )
         self.greedy = GreedyTrainer(
             self.dbn,

@@ -32,26 +32,16 @@ MONITOR_SIZE = 1000  # examples used for per-epoch monitors: enough for a stable
 
 
 @dataclass
-class RBMExperimentConfig:
-    """Everything needed to redo an RBM run (saved as the run's ``config.yaml``).
+class BinaryImageSettings:
+    """The data, device and run settings shared by the binary-image recipes (rbm, dbn, dbm).
 
-    ``visible``: ``bernoulli`` (binary units; the data are binarised) or
-    ``gaussian`` (a :class:`~ebmlab.models.GaussianBernoulliRBM` on pixels
-    standardised per feature with the training split's mean and standard deviation;
-    ``binarization`` is then ignored). ``binarization``: ``threshold`` (pixels > 0.5),
-    ``stochastic`` (one Bernoulli draw per pixel, fixed for the run) or ``dynamic``
-    (redrawn every epoch). ``training=None`` takes :class:`CDConfig`'s defaults, or
-    ``GAUSSIAN_DEFAULTS`` on top of them for Gaussian visible units.
+    ``binarization``: ``threshold`` (pixels > 0.5), ``stochastic`` (one Bernoulli draw
+    per pixel, fixed for the run) or ``dynamic`` (redrawn every epoch).
+    :func:`prepare_data` reads these fields.
     """
 
     dataset: str = option("digits", "Dataset name (`ebmlab data list`).")
     data_dir: str | None = option(None, "Folder holding the dataset's files.")
-    n_hidden: int = option(64, "Number of hidden units.")
-    visible: str = option(
-        "bernoulli",
-        "bernoulli (binarised data) or gaussian (standardised pixels; lr 1e-3 and final "
-        "momentum 0.5 unless given).",
-    )
     binarization: str = option("dynamic", "threshold, stochastic (fixed) or dynamic (per epoch).")
     validation_fraction: float = option(0.1, "Share of training data held out for monitoring.")
     seed: int = option(0, "Random seed: the run is reproducible from it.")
@@ -61,13 +51,8 @@ class RBMExperimentConfig:
     tensorboard: bool = option(
         False, "Also log scalars, histograms and samples to RUN_DIR/tensorboard."
     )
-    training: CDConfig | None = section(CDConfig, "CD/PCD training.", default_none=True)
 
     def __post_init__(self) -> None:
-        if self.training is None:
-            self.training = CDConfig(**(GAUSSIAN_DEFAULTS if self.visible == "gaussian" else {}))
-        check_positive_int("n_hidden", self.n_hidden)
-        check_choice("visible", self.visible, VISIBLE_UNITS)
         check_choice("binarization", self.binarization, BINARIZATIONS)
         if not 0 <= self.validation_fraction < 1:
             raise ValueError(
@@ -75,6 +60,39 @@ class RBMExperimentConfig:
             )
         check_choice("dtype", self.dtype, tuple(DTYPES))
         check_device(self.device)
+
+    @property
+    def factory_kwargs(self) -> dict[str, Any]:
+        """``dtype`` and ``device`` for models and ``Tensor.to``."""
+        return {"dtype": DTYPES[self.dtype], "device": self.device}
+
+
+@dataclass
+class RBMExperimentConfig(BinaryImageSettings):
+    """Everything needed to redo an RBM run (saved as the run's ``config.yaml``).
+
+    ``visible``: ``bernoulli`` (binary units; the data are binarised) or
+    ``gaussian`` (a :class:`~ebmlab.models.GaussianBernoulliRBM` on pixels
+    standardised per feature with the training split's mean and standard deviation;
+    ``binarization`` is then ignored). ``training=None`` takes :class:`CDConfig`'s
+    defaults, or ``GAUSSIAN_DEFAULTS`` on top of them for Gaussian visible units.
+    Other fields: :class:`BinaryImageSettings`.
+    """
+
+    n_hidden: int = option(64, "Number of hidden units.")
+    visible: str = option(
+        "bernoulli",
+        "bernoulli (binarised data) or gaussian (standardised pixels; lr 1e-3 and final "
+        "momentum 0.5 unless given).",
+    )
+    training: CDConfig | None = section(CDConfig, "CD/PCD training.", default_none=True)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.training is None:
+            self.training = CDConfig(**(GAUSSIAN_DEFAULTS if self.visible == "gaussian" else {}))
+        check_positive_int("n_hidden", self.n_hidden)
+        check_choice("visible", self.visible, VISIBLE_UNITS)
         self.training.dynamic_binarization = (
             self.visible == "bernoulli" and self.binarization == "dynamic"
         )
@@ -82,13 +100,18 @@ class RBMExperimentConfig:
 
 @dataclass
 class PreparedData:
-    """Training data (grey levels for dynamic binarisation), fixed binary monitor sets, test data."""
+    """Training data (grey levels for dynamic binarisation), fixed binary monitor sets, test data.
+
+    ``train_labels`` and ``test_labels`` are the labels of ``train`` and ``test`` (on the device).
+    """
 
     train: torch.Tensor
     monitor_train: torch.Tensor
     validation: torch.Tensor | None
     test: torch.Tensor
     image_shape: tuple[int, int]
+    train_labels: torch.Tensor
+    test_labels: torch.Tensor
     mean: torch.Tensor | None = None  # per-feature standardisation (Gaussian visible units)
     std: torch.Tensor | None = None
 
@@ -99,11 +122,11 @@ class PreparedData:
         return (x * self.std + self.mean).clamp(0, 1)
 
 
-def prepare_data(config: RBMExperimentConfig) -> PreparedData:
+def prepare_data(config: BinaryImageSettings) -> PreparedData:
     """Load, split and binarise the data as ``config`` says, on its device and dtype."""
     from ebmlab.data import load_dataset, prepare_binary, train_validation_split
 
-    dtype, device = DTYPES[config.dtype], torch.device(config.device)
+    place = config.factory_kwargs
     full = load_dataset(config.dataset, split="train", data_dir=config.data_dir)
     test = load_dataset(config.dataset, split="test", data_dir=config.data_dir)
     if config.validation_fraction > 0:
@@ -114,13 +137,13 @@ def prepare_data(config: RBMExperimentConfig) -> PreparedData:
         train, validation = full, None
     # Other recipes (DBN, DBM) reuse this function with configs that have no `visible`.
     if getattr(config, "visible", "bernoulli") == "gaussian":
-        return _standardised(config, train.images, validation, test.images, tuple(full.image_shape))
+        return _standardised(config, train, validation, test)
     generator = torch.Generator().manual_seed(config.seed + 1)
 
     def binary(x: torch.Tensor) -> torch.Tensor:
         # Monitors and test data need fixed binary vectors, also under dynamic binarisation.
         method = "stochastic" if config.binarization == "dynamic" else config.binarization
-        return prepare_binary(x, method, generator=generator).to(device=device, dtype=dtype)
+        return prepare_binary(x, method, generator=generator).to(**place)
 
     train_binary = prepare_binary(train.images, config.binarization, generator=generator)
     # The training monitors must see the very vectors the model trains on (fixed
@@ -128,35 +151,37 @@ def prepare_data(config: RBMExperimentConfig) -> PreparedData:
     if config.binarization == "dynamic":
         monitor_train = binary(train.images[:MONITOR_SIZE])
     else:
-        monitor_train = train_binary[:MONITOR_SIZE].to(device=device, dtype=dtype)
+        monitor_train = train_binary[:MONITOR_SIZE].to(**place)
     return PreparedData(
-        train=train_binary.to(device=device, dtype=dtype),
+        train=train_binary.to(**place),
         monitor_train=monitor_train,
         validation=None if validation is None else binary(validation.images[:MONITOR_SIZE]),
         test=binary(test.images),
-        image_shape=tuple(full.image_shape),
+        image_shape=full.image_shape,
+        train_labels=train.labels.to(config.device),
+        test_labels=test.labels.to(config.device),
     )
 
 
-def _standardised(
-    config, train: torch.Tensor, validation, test: torch.Tensor, image_shape
-) -> PreparedData:
+def _standardised(config: BinaryImageSettings, train, validation, test) -> PreparedData:
     """Per-feature standardisation with the training split's statistics (constant pixels: std 1)."""
-    dtype, device = DTYPES[config.dtype], torch.device(config.device)
-    mean, std = train.mean(0), train.std(0)
+    place = config.factory_kwargs
+    mean, std = train.images.mean(0), train.images.std(0)
     std = torch.where(std > 1e-6, std, torch.ones_like(std))
 
     def standardise(x: torch.Tensor) -> torch.Tensor:
-        return ((x - mean) / std).to(device=device, dtype=dtype)
+        return ((x - mean) / std).to(**place)
 
     return PreparedData(
-        train=standardise(train),
-        monitor_train=standardise(train[:MONITOR_SIZE]),
+        train=standardise(train.images),
+        monitor_train=standardise(train.images[:MONITOR_SIZE]),
         validation=None if validation is None else standardise(validation.images[:MONITOR_SIZE]),
-        test=standardise(test),
-        image_shape=image_shape,
-        mean=mean.to(device=device, dtype=dtype),
-        std=std.to(device=device, dtype=dtype),
+        test=standardise(test.images),
+        image_shape=train.image_shape,
+        train_labels=train.labels.to(config.device),
+        test_labels=test.labels.to(config.device),
+        mean=mean.to(**place),
+        std=std.to(**place),
     )
 
 
@@ -164,13 +189,7 @@ def build_model(
     config: RBMExperimentConfig, n_visible: int, generator: torch.Generator
 ) -> BernoulliRBM | GaussianBernoulliRBM:
     model_class = GaussianBernoulliRBM if config.visible == "gaussian" else BernoulliRBM
-    return model_class(
-        n_visible,
-        config.n_hidden,
-        generator=generator,
-        dtype=DTYPES[config.dtype],
-        device=config.device,
-    )
+    return model_class(n_visible, config.n_hidden, generator=generator, **config.factory_kwargs)
 
 
 @register
