@@ -18,7 +18,13 @@ from ebmlab._validation import (
     check_positive_int,
     check_probability,
 )
-from ebmlab.training.cd import ContrastiveDivergence, cd_loss, sparsity_penalty
+from ebmlab.models.rbm import BernoulliRBM
+from ebmlab.training.cd import (
+    ContrastiveDivergence,
+    bernoulli_cd_gradients,
+    cd_loss,
+    sparsity_penalty,
+)
 from ebmlab.training.distributed import (
     DistributedContext,
     average_gradients,
@@ -27,7 +33,13 @@ from ebmlab.training.distributed import (
     shard,
 )
 from ebmlab.training.monitor import free_energy_gap, reconstruction_error
-from ebmlab.training.optim import LinearDecay, build_sgd, check_sgd_settings, set_momentum
+from ebmlab.training.optim import (
+    LinearDecay,
+    build_sgd,
+    check_sgd_settings,
+    set_momentum,
+    sgd_step,
+)
 
 # The exact pseudo-likelihood costs n_visible free energies per example; below this size it is
 # cheap, and it removes the stochastic version's large variance from the monitoring curves.
@@ -142,6 +154,10 @@ class CDTrainer:
             self.optimizer, LinearDecay(config.epochs, config.final_lr_fraction)
         )
         self.epoch = 0  # number of completed epochs
+        # The analytic CD gradient holds for the plain Bernoulli RBM's energy only.
+        self._direct = type(model) is BernoulliRBM and not (
+            config.sparsity_target is not None and config.sparsity_cost > 0
+        )
 
     # ----- one update / one epoch ----------------------------------------------------
     def update(self, v_data: torch.Tensor) -> float:
@@ -151,6 +167,13 @@ class CDTrainer:
         v_model, h_model = self.objective.negatives(
             v_data, h_data, generator=self.sampling_generator
         )
+        if self._direct:
+            # The same update without autograd or the optimizer's wrapper (small models
+            # spend most of their time there); tests/test_cd_direct.py proves it equal.
+            loss = bernoulli_cd_gradients(self.model, v_data, h_data, v_model, h_model)
+            average_gradients(self.model, self.context)
+            sgd_step(self.optimizer)
+            return float(loss)
         loss = cd_loss(self.model, v_data, h_data, v_model, h_model)
         if self.config.sparsity_target is not None and self.config.sparsity_cost > 0:
             loss = loss + sparsity_penalty(
