@@ -25,14 +25,47 @@ TINY: dict[str, tuple[list[str], int]] = {
     "dbm": (["--layers", "8,4", "--epochs", "2", "--pretrain-epochs", "1"], 1),
     "bm": (["--n-hidden", "1", "--epochs", "4", "--checkpoint-every", "1"], 2),
     "jem": (
-        ["--backbone", "mlp", "--hidden-sizes", "8", "--n-train", "64", "--batch-size", "8",
-         "--iterations", "6", "--n-steps", "1", "--buffer-size", "20", "--warmup-iterations", "1",
-         "--log-every", "2", "--checkpoint-every", "2"],
+        [
+            "--backbone",
+            "mlp",
+            "--hidden-sizes",
+            "8",
+            "--n-train",
+            "64",
+            "--batch-size",
+            "8",
+            "--iterations",
+            "6",
+            "--n-steps",
+            "1",
+            "--buffer-size",
+            "20",
+            "--warmup-iterations",
+            "1",
+            "--log-every",
+            "2",
+            "--checkpoint-every",
+            "2",
+        ],
         2,
     ),  # fmt: skip
     "ebm2d": (
-        ["--iterations", "6", "--n-steps", "1", "--buffer-size", "50", "--hidden-sizes", "8",
-         "--log-every", "2", "--checkpoint-every", "2", "--n-data", "500"],
+        [
+            "--iterations",
+            "6",
+            "--n-steps",
+            "1",
+            "--buffer-size",
+            "50",
+            "--hidden-sizes",
+            "8",
+            "--log-every",
+            "2",
+            "--checkpoint-every",
+            "2",
+            "--n-data",
+            "500",
+        ],
         2,
     ),  # fmt: skip
     "sgld-mixture": (["--n-steps", "200", "--n-chains", "4", "--steps-per-chunk", "50"], 2),
@@ -91,7 +124,27 @@ def test_lifecycle(name, tmp_path, capsys):
     assert figure.stat().st_size > 500
 
     report = tmp_path / "report"
-    cli(["report", str(parted), "--out", str(report), "--n-samples", "16", "--n-steps", "2"], capsys)
+    cli(
+        ["report", str(parted), "--out", str(report), "--n-samples", "16", "--n-steps", "2"], capsys
+    )
     with (report / "report.csv").open() as handle:
         (row,) = csv.DictReader(handle)
     assert row["run"] == str(parted) and row["model"]
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "longer"),
+    [
+        ("dbn", ["--layers", "8,4", "--epochs", "1", "--finetune-epochs", "0"], ["--epochs", "2"]),
+        ("dbm", ["--layers", "8,4", "--epochs", "1", "--pretrain-epochs", "1"], ["--pretrain-epochs", "2"]),
+    ],
+)  # fmt: skip
+def test_finished_pretraining_cannot_grow_on_resume(name, options, longer, tmp_path, capsys):
+    run = tmp_path / name
+    cli(["train", name, *options, "--no-progress", "--out", str(run)], capsys)
+    before = (run / "config.yaml").read_text()
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", name, "--resume", str(run), *longer, "--no-progress"])
+    assert exit_.value.code == 2
+    assert "cannot change when resuming" in capsys.readouterr().err
+    assert (run / "config.yaml").read_text() == before  # refused before anything was written

@@ -209,15 +209,30 @@ class DBMRecipe(Recipe):
         pretrainer = self.pretrainer.state_dict() if self._pretraining() else None
         shared = {
             "pretrainer": pretrainer,
+            "pretraining_epochs": self.config.training.pretraining.epochs,
             "trainer": self.trainer.state_dict(),
             "classifier": self.classifier,
         }
         # Under torchrun each rank keeps its own chains and sampling stream.
         return self.model.state_dict(), shared, shared if self.context.enabled else {}
 
+    def _check_pretraining_epochs(self, shared: dict[str, Any]) -> None:
+        # Once an RBM of the stack is done, its epochs are history: more would not be trained.
+        trained = shared.get("pretraining_epochs")
+        pretraining = self.config.training.pretraining
+        state = shared.get("pretrainer")
+        moved_on = state is None or len(state.get("rbms", ())) > 1
+        if self.config.training.pretrain and trained is not None and moved_on:
+            if trained != pretraining.epochs:
+                raise ValueError(
+                    f"pretraining ran {trained} epochs per RBM and has moved past the first; "
+                    f"its epochs cannot change when resuming (asked {pretraining.epochs})"
+                )
+
     def load_state(self, model_state, shared, local) -> None:
         load_model_state(self.model, model_state, source="checkpoint")
         shared = local or shared
+        self._check_pretraining_epochs(shared)
         if shared.get("pretrainer") is not None:
             self.pretrainer.load_state_dict(shared["pretrainer"])
         else:

@@ -201,9 +201,23 @@ class GreedyTrainer:
             "layer": self.layer,
             "propagation_seed": self.propagation_seed,
             "trainer": self.trainer.state_dict(),
+            "finished_epochs": [c.epochs for c in self.configs[: self.layer]],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`; a finished layer's epochs cannot change.
+
+        More epochs for the layer in training (or the ones above) extend the run; a
+        layer below it is done, and training it further would change what the
+        layers above it learned from.
+        """
+        finished = state.get("finished_epochs", [c.epochs for c in self.configs[: state["layer"]]])
+        for layer, epochs in enumerate(finished):
+            if self.configs[layer].epochs != epochs:
+                raise ValueError(
+                    f"layer {layer} finished its pretraining after {epochs} epochs; its epochs "
+                    f"cannot change when resuming (asked {self.configs[layer].epochs})"
+                )
         self.layer = int(state["layer"])
         self.propagation_seed = int(state["propagation_seed"])
         self.trainer = CDTrainer(
