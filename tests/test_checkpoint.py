@@ -94,7 +94,7 @@ def test_unwritable_folder_gets_a_clear_error(tmp_path):
     # A regular file where the folder should be fails for root too (unlike chmod).
     blocker = tmp_path / "checkpoints"
     blocker.write_text("not a folder")
-    with pytest.raises(CheckpointError, match="cannot write checkpoint .*checkpoints"):
+    with pytest.raises(CheckpointError, match="cannot write .*checkpoints"):
         save_checkpoint(blocker / "c.safetensors", BernoulliRBM(2, 2).state_dict(), {})
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from ebmlab.cli.app import main
 
@@ -95,15 +96,42 @@ def test_eval_of_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert code == 2 and "not an ebmlab run folder" in err
 
 
-def test_corrupted_checkpoint_exits_2_and_changes_nothing(tmp_path, capsys):
-    run = tmp_path / "run"
+def files_of(run) -> dict:
+    """Every file of a run folder and its bytes (the lock file aside: it is the lock)."""
+    return {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".lock"}
+
+
+def test_resume_falls_back_to_the_newest_checkpoint_that_loads(tmp_path, capsys):
+    whole, run = tmp_path / "whole", tmp_path / "run"
+    run_cli([*TRAIN, "--out", str(whole)], capsys)
     run_cli([*TRAIN, "--out", str(run)], capsys)
     latest = sorted((run / "checkpoints").glob("step-*.safetensors"))[-1]
-    latest.write_bytes(latest.read_bytes()[:50])
-    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
-    code, _, err = run_cli(["train", "rbm", "--resume", str(run), "--no-progress"], capsys)
+    latest.write_bytes(latest.read_bytes()[:50])  # a kill or a full disk mid-write
+    code, _, err = run_cli(["eval", str(run)], capsys)
+    assert code == 2 and "truncated or corrupted" in err  # eval never guesses
+    with pytest.warns(UserWarning, match="resuming from the checkpoint before it"):
+        code, _, err = run_cli(["train", "rbm", "--resume", str(run), "--no-progress"], capsys)
+    assert code == 0, err
+    from ebmlab.training.checkpoint import load_checkpoint
+
+    (model, extra), (reference, _) = (
+        load_checkpoint(latest),
+        load_checkpoint(whole / latest.relative_to(run)),
+    )
+    assert all(torch.equal(model[k], reference[k]) for k in reference)  # redone, the same bits
+    assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").open()] == [1, 2]
+
+
+def test_resume_with_no_readable_checkpoint_exits_2_and_changes_nothing(tmp_path, capsys):
+    run = tmp_path / "run"
+    run_cli([*TRAIN, "--out", str(run)], capsys)
+    for path in (run / "checkpoints").glob("step-*.safetensors"):
+        path.write_bytes(path.read_bytes()[:50])
+    before = files_of(run)
+    with pytest.warns(UserWarning):
+        code, _, err = run_cli(["train", "rbm", "--resume", str(run), "--no-progress"], capsys)
     assert code == 2 and "truncated or corrupted" in err
-    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    assert files_of(run) == before
 
 
 def test_config_file_redoes_a_run_and_options_override_it(tmp_path, capsys):
@@ -281,7 +309,9 @@ def test_resume_refuses_other_settings_and_extends_the_length(tmp_path, capsys):
     assert code == 2 and "may change only ['training.epochs'], not ['training.lr']" in err
     code, _, err = run_cli(["train", "rbm", "--resume", str(run), "--out", str(run)], capsys)
     assert code == 2 and "drop --out" in err
-    code, _, err = run_cli(["train", "rbm", "--resume", str(run), "--epochs", "3", "--no-progress"], capsys)
+    code, _, err = run_cli(
+        ["train", "rbm", "--resume", str(run), "--epochs", "3", "--no-progress"], capsys
+    )
     assert code == 0, err
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2, 3]

@@ -133,7 +133,10 @@ def option_parameters(options: list[ConfigOption]) -> list[inspect.Parameter]:
             annotation = Annotated[kind | None, typer.Option(option.flag, help=help_text)]
         parameters.append(
             inspect.Parameter(
-                option.parameter, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation
+                option.parameter,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=None,
+                annotation=annotation,
             )
         )
     return parameters
@@ -154,5 +157,7 @@ def check_unique_flags(name: str, options: list[ConfigOption], reserved: set[str
     for option in options:
         if option.flag in reserved or option.flag in seen:
             other = seen.get(option.flag, "a control option")
-            raise TypeError(f"recipe {name!r}: {option.dotted} and {other} both map to {option.flag}")
+            raise TypeError(
+                f"recipe {name!r}: {option.dotted} and {other} both map to {option.flag}"
+            )
         seen[option.flag] = option.dotted

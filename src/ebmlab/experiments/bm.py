@@ -238,7 +238,7 @@ def write_figures(
     run: RunFolder, model: BoltzmannMachine, config: BMConfig, *, n_patterns: int
 ) -> None:
     """``figures/log_likelihood.png`` (exact, with the data's ceiling) and ``figures/samples.png``."""
-    from ebmlab.viz._mpl import pyplot
+    from ebmlab.viz._mpl import pyplot, save_figure
     from ebmlab.viz.images import save_image_grid
 
     records = [r for r in run.read_metrics() if isinstance(r.get("log_likelihood"), float)]
@@ -258,7 +258,7 @@ def write_figures(
         axis.legend()
         axis.grid(alpha=0.3)
         figure.tight_layout()
-        figure.savefig(run.figures / "log_likelihood.png", dpi=110)
+        save_figure(figure, run.figures / "log_likelihood.png", dpi=110)
         plt.close(figure)
     samples = model.sample(64, 200, generator=torch.Generator().manual_seed(config.seed))
     side = config.image_size

@@ -133,6 +133,12 @@ class DBMRecipe(Recipe):
     def _pretraining(self) -> bool:
         return self.pretrainer is not None and not self.pretrainer.done
 
+    def memory_estimate(self) -> int:
+        # Each layer's weights, gradient and momentum, and the GEMM temporaries.
+        sizes = [self.data.train.shape[1], *self.config.layers]
+        weights = sum(a * b for a, b in zip(sizes, sizes[1:], strict=False))
+        return 4 * weights * self.config.factory_kwargs["dtype"].itemsize
+
     def total_steps(self) -> int:
         return self.config.total_epochs
 

@@ -160,6 +160,12 @@ class DBNRecipe(Recipe):
         self.finetuner = FinetuneTrainer(classifier, config.finetune, generator=generator)
         return self.finetuner
 
+    def memory_estimate(self) -> int:
+        # Each layer's weights, gradient and momentum, and the GEMM temporaries.
+        sizes = [self.data.train.shape[1], *self.config.layers]
+        weights = sum(a * b for a, b in zip(sizes, sizes[1:], strict=False))
+        return 4 * weights * self.config.factory_kwargs["dtype"].itemsize
+
     def total_steps(self) -> int:
         return sum(c.epochs for c in self.greedy.configs) + self.config.finetune.epochs
 

@@ -21,6 +21,7 @@ Rules every model shares, written once here:
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,9 +35,15 @@ from ebmlab.experiments.config import (
     set_dotted,
 )
 from ebmlab.experiments.recipe import Recipe
-from ebmlab.experiments.registry import checkpoint_parts, read_run_config, recipe_for_config
+from ebmlab.experiments.registry import (
+    checked_driver_state,
+    checkpoint_parts,
+    memory_errors,
+    read_run_config,
+    recipe_for_config,
+)
 from ebmlab.experiments.run_folder import RunFolder, RunFolderError
-from ebmlab.training.checkpoint import CheckpointManager, load_checkpoint
+from ebmlab.training.checkpoint import CheckpointError, CheckpointManager, load_checkpoint
 from ebmlab.training.distributed import DistributedContext, barrier, init_distributed
 
 
@@ -87,21 +94,51 @@ class TrainingRun:
         self.saved_step = step
         barrier(self.context)  # no rank may roll back to a checkpoint another has not written
 
-    def restore(self) -> int:
-        """Load the newest checkpoint into the recipe; returns its step."""
-        latest = self.folder.checkpoints.latest()
-        if latest is None:
+    def restore(self, *, fall_back: bool = False) -> int:
+        """Load the newest checkpoint into the recipe; returns its step.
+
+        With ``fall_back`` (a resume), a newest checkpoint that cannot be read
+        (a kill or a full disk mid-write) is skipped with a warning for the one
+        before it; a rollback during training always takes the newest.
+        """
+        candidates = [path for _, path in reversed(self.folder.checkpoints.numbered())]
+        if not candidates:
             raise RunFolderError(
                 f"{self.folder.path} has no checkpoint to resume from; start it again with --overwrite"
             )
-        model_state, extra = load_checkpoint(latest)
+        for index, path in enumerate(candidates):
+            try:
+                return self._load(path)
+            except CheckpointError as error:
+                if not fall_back or index == len(candidates) - 1:
+                    raise
+                warnings.warn(
+                    f"{error}; resuming from the checkpoint before it ({candidates[index + 1].name})",
+                    stacklevel=2,
+                )
+        raise AssertionError("unreachable")
+
+    def _load(self, path: Path) -> int:
+        model_state, extra = load_checkpoint(path, expected=self.recipe.state()[0])
         shared, local = checkpoint_parts(extra)
         if not self.context.is_main:
-            _, rank_extra = load_checkpoint(self.rank_checkpoints.directory / latest.name)
-            local = rank_extra["local"]
-        self.recipe.load_state(model_state, shared, local)
-        self.best_score = extra["driver"]["best_score"]
-        return int(extra["driver"]["step"])
+            _, rank_extra = load_checkpoint(self.rank_checkpoints.directory / path.name)
+            local = rank_extra.get("local")
+        step, self.best_score = checked_driver_state(extra, path)
+        try:
+            self.recipe.load_state(model_state, shared, local)
+        except (KeyError, TypeError, IndexError, AttributeError) as error:
+            raise CheckpointError(
+                f"checkpoint {path} lacks the recipe's state ({error!r})"
+            ) from None
+        if step is None:  # written before the driver: the recipe's own counter tells
+            step = self.recipe.completed_steps()
+        if self.recipe.completed_steps() != step:
+            raise CheckpointError(
+                f"checkpoint {path} says step {step} but its training state is at step "
+                f"{self.recipe.completed_steps()}"
+            )
+        return step
 
     def log(self, record: dict[str, Any]) -> None:
         """Append a metrics line (rank 0) and its scalars to TensorBoard."""
@@ -128,18 +165,21 @@ def train(
     """
     recipe = recipe_for_config(config)(config)
     context = _start(recipe, stop_after)
-    recipe.prepare()  # a missing dataset fails before any folder exists
+    # Everything that can fail on the user's settings fails before the folder is touched.
+    recipe.prepare()
+    with memory_errors(recipe):
+        recipe.build(context)
     folder = RunFolder(out, keep_last=getattr(config, "keep_last", 3))
-    if context.is_main:
-        folder.create(overwrite=overwrite)
-        folder.write_config(config_to_mapping(config, model=recipe.name))
-    barrier(context)
-    recipe.folder = folder
-    recipe.build(context)
-    run = TrainingRun(recipe, folder, context)
-    _open_board(run)  # before the step-0 checkpoint, which it logs too
-    run.save()
-    _loop(run, progress=progress, stop_after=stop_after)
+    with folder.exclusive(enabled=context.is_main):
+        if context.is_main:
+            folder.create(overwrite=overwrite)
+            folder.write_config(config_to_mapping(config, model=recipe.name))
+        barrier(context)
+        recipe.folder = folder
+        run = TrainingRun(recipe, folder, context)
+        _open_board(run)  # before the step-0 checkpoint, which it logs too
+        run.save()
+        _loop(run, progress=progress, stop_after=stop_after)
     return folder
 
 
@@ -168,17 +208,23 @@ def resume(
         )
     recipe.folder = folder
     recipe.prepare()
-    recipe.build(context)
-    run = TrainingRun(recipe, folder, context)
-    step = run.restore()
-    run.saved_step = step
-    if context.is_main:
-        if changes:
-            folder.write_config(config_to_mapping(config, model=recipe.name))
-        folder.truncate_metrics(key=recipe.step_unit, last=step)
-    barrier(context)
-    _open_board(run)
-    _loop(run, progress=progress, stop_after=stop_after)
+    with memory_errors(recipe):
+        recipe.build(context)
+    with folder.exclusive(enabled=context.is_main):
+        if context.is_main:
+            for stale in folder.remove_stale_temp_files():
+                warnings.warn(f"removed {stale}, left by a process killed mid-write", stacklevel=2)
+        barrier(context)
+        run = TrainingRun(recipe, folder, context)
+        step = run.restore(fall_back=True)
+        run.saved_step = step
+        if context.is_main:
+            if changes:
+                folder.write_config(config_to_mapping(config, model=recipe.name))
+            folder.truncate_metrics(key=recipe.step_unit, last=step)
+        barrier(context)
+        _open_board(run)
+        _loop(run, progress=progress, stop_after=stop_after)
     return folder
 
 
@@ -245,7 +291,8 @@ def _loop(run: TrainingRun, *, progress: bool, stop_after: int | None) -> None:
         if run.saved_step != recipe.completed_steps():
             run.save()
         if recipe.completed_steps() >= recipe.total_steps() and context.is_main:
-            recipe.figures(run.folder)
+            with run.folder.recording_figures():
+                recipe.figures(run.folder)
     finally:
         bar.close()
         if run.board is not None:

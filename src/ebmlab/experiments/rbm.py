@@ -223,6 +223,12 @@ class RBMRecipe(Recipe):
             self.model, self.config.training, generator=self.generator, context=context
         )
 
+    def memory_estimate(self) -> int:
+        # Weights, their gradient and momentum, and the GEMM temporaries of a minibatch.
+        itemsize = DTYPES[self.config.dtype].itemsize
+        weights = self.data.train.shape[1] * self.config.n_hidden
+        return 4 * weights * itemsize
+
     def total_steps(self) -> int:
         return self.config.training.epochs
 

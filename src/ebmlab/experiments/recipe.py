@@ -146,6 +146,18 @@ class Recipe:
         """Inverse of :meth:`state`."""
         raise NotImplementedError(f"recipe {self.name!r} does not define load_state()")
 
+    def memory_estimate(self) -> int | None:
+        """Bytes that :meth:`build` and training will need, checked before building (None: unknown)."""
+        return None
+
+    def sample_size(self) -> int:
+        """Numbers in one sample (the pixels of an image), to bound ``sample --n``."""
+        try:
+            height, width = self.image_shape()
+        except ValueError:
+            return 2
+        return height * width
+
     def model_for_logging(self) -> torch.nn.Module | None:
         """The module whose parameters TensorBoard histograms (None: none)."""
         return None

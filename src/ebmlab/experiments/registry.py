@@ -18,14 +18,16 @@ import torch
 
 from ebmlab._validation import check_positive_int
 from ebmlab.experiments.config import apply_renames, config_from_mapping
+from ebmlab.experiments.limits import check_memory, memory_errors
 from ebmlab.experiments.run_folder import RunFolder, RunFolderError
+from ebmlab.training.checkpoint import CheckpointError
 
 if TYPE_CHECKING:
     from ebmlab.experiments.recipe import Recipe
 
 # The modules of experiments/ that hold no recipe (recipe files are found by this rule).
 _INFRASTRUCTURE = frozenset(
-    {"config", "driver", "recipe", "registry", "report", "run_folder", "tensorboard"}
+    {"config", "driver", "limits", "recipe", "registry", "report", "run_folder", "tensorboard"}
 )
 _RECIPES: dict[str, type[Recipe]] = {}
 _DISCOVERED = False
@@ -51,7 +53,7 @@ def _discover() -> None:
     import ebmlab.experiments as package
 
     for module in pkgutil.iter_modules(package.__path__):
-        if module.name not in _INFRASTRUCTURE and not module.name.startswith("_old"):
+        if module.name not in _INFRASTRUCTURE and not module.name.startswith("_"):
             importlib.import_module(f"{package.__name__}.{module.name}")
 
 
@@ -94,9 +96,34 @@ def read_run_config(folder: RunFolder) -> tuple[type[Recipe], Any]:
 
 def checkpoint_parts(extra: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(shared, local)`` state of a checkpoint's extra; a pre-driver checkpoint is both."""
-    if "shared" in extra:
-        return extra["shared"], extra["local"]
-    return extra, extra.get("local", extra)
+    if "shared" not in extra:
+        return extra, extra.get("local", extra)
+    shared, local = extra["shared"], extra.get("local")
+    if not isinstance(shared, dict) or not isinstance(local, dict):
+        raise CheckpointError("checkpoint fields 'shared' and 'local' must be mappings")
+    return shared, local
+
+
+def checked_driver_state(extra: dict[str, Any], path: Path) -> tuple[int | None, float | None]:
+    """``(step, best score)`` of a checkpoint, validated; ``step`` None before the driver existed."""
+    driver = extra.get("driver")
+    if driver is None and "shared" not in extra:
+        best = extra.get("best_score", extra.get("best"))
+        return None, best if isinstance(best, int | float) else None
+    if not isinstance(driver, dict):
+        raise CheckpointError(
+            f"checkpoint {path}: field 'driver' must be a mapping; got {driver!r}"
+        )
+    step, best = driver.get("step"), driver.get("best_score")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(
+            f"checkpoint {path}: driver.step must be an integer >= 0; got {step!r}"
+        )
+    if best is not None and (isinstance(best, bool) or not isinstance(best, int | float)):
+        raise CheckpointError(
+            f"checkpoint {path}: driver.best_score must be a number; got {best!r}"
+        )
+    return step, best
 
 
 def run_model_name(run_dir: str | Path) -> str:
@@ -118,15 +145,22 @@ def open_run(run_dir: str | Path, *, which: str = "latest") -> Recipe:
     recipe = recipe_class(config)
     recipe.folder = folder
     recipe.prepare()
-    recipe.build(DistributedContext(device=recipe.device))
-    model_state, extra = load_checkpoint(path)
-    recipe.load_state(model_state, *checkpoint_parts(extra))
+    with memory_errors(recipe):
+        recipe.build(DistributedContext(device=recipe.device))
+    model_state, extra = load_checkpoint(path, expected=recipe.state()[0])
+    checked_driver_state(extra, path)
+    try:
+        recipe.load_state(model_state, *checkpoint_parts(extra))
+    except (KeyError, TypeError, IndexError, AttributeError) as error:
+        raise CheckpointError(f"checkpoint {path} lacks the recipe's state ({error!r})") from None
     return recipe
 
 
 def evaluate_run(run_dir: str | Path, *, strict: bool = True, **options: Any) -> dict[str, Any]:
     """Evaluate any run folder; see each recipe's ``evaluate`` for the keys."""
-    return evaluate_recipe(open_run(run_dir), strict=strict, **options)
+    recipe = open_run(run_dir)
+    with recipe.folder.recording_figures():  # JEM draws its reliability diagram there
+        return evaluate_recipe(recipe, strict=strict, **options)
 
 
 def evaluate_recipe(recipe: Recipe, *, strict: bool = True, **options: Any) -> dict[str, Any]:
@@ -178,7 +212,8 @@ def sample_run(
             raise ValueError(f"{flag} does not apply to {recipe.name!r} runs")
     options = {k: v for k, v in options.items() if k in parameters}
     label = "".join(f"-{k.rstrip('_')}{v}" for k, v in options.items() if v is not None)
-    out = (
-        Path(out) if out is not None else RunFolder(run_dir).figures / f"samples{label}-{seed}.png"
-    )
-    return recipe.save_samples(n, n_steps, seed=seed, out=out, **options)
+    out = Path(out) if out is not None else recipe.folder.figures / f"samples{label}-{seed}.png"
+    # The chains and the figure's copies: a few float64 numbers per sample entry.
+    check_memory(4 * 8 * n * recipe.sample_size(), f"sampling n={n}")
+    with recipe.folder.recording_figures():
+        return recipe.save_samples(n, n_steps, seed=seed, out=out, **options)

@@ -319,7 +319,7 @@ class SGLDMixtureRecipe(Recipe):
 
     def save_samples(self, n: int, n_steps: int, *, seed: int, out: Path) -> Path:
         """The draws scattered over the exact posterior's contours (not an image grid)."""
-        from ebmlab.viz._mpl import pyplot
+        from ebmlab.viz._mpl import pyplot, save_figure
 
         generator = torch.Generator().manual_seed(seed)
         samples, description = self.sample(n, n_steps, generator=generator)
@@ -334,6 +334,6 @@ class SGLDMixtureRecipe(Recipe):
         axis.set(xlim=EXTENT[:2], ylim=EXTENT[2:], xlabel="theta1", ylabel="theta2")
         axis.set_title(f"{n} posterior draws, {n_steps} more {description}")
         out.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(out, dpi=110)
+        save_figure(figure, out, dpi=110)
         plt.close(figure)
         return out

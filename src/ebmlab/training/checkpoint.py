@@ -11,15 +11,15 @@ previous checkpoint untouched, and loading never unpickles anything.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
+
+from ebmlab._files import atomic_write
 
 FORMAT_VERSION = 1
 _TENSOR_MARK = "__tensor__"
@@ -66,39 +66,11 @@ def unflatten_state(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 # ----- atomic file writing -----------------------------------------------------------------
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` via a temporary file, fsync and rename."""
-    path = Path(path)
+    """Write ``payload`` to ``path`` atomically (:func:`ebmlab._files.atomic_write`)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        atomic_write(path, payload)
     except OSError as error:
-        raise CheckpointError(
-            f"cannot write checkpoint {path}: {error.strerror or error}"
-        ) from error
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, path)
-        _fsync_directory(path.parent)
-    except OSError as error:
-        Path(temp_name).unlink(missing_ok=True)
-        raise CheckpointError(
-            f"cannot write checkpoint {path}: {error.strerror or error}"
-        ) from error
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename itself durable; not all platforms allow opening directories.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        raise CheckpointError(f"cannot write {path}: {error.strerror or error}") from error
 
 
 # ----- save / load -------------------------------------------------------------------------
@@ -131,8 +103,18 @@ def save_checkpoint(
     return path
 
 
-def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def load_checkpoint(
+    path: str | Path, *, expected: dict[str, torch.Tensor] | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Parameters
+    ----------
+    path : Path
+    expected : dict, optional
+        The model's own state dict: the checkpoint's model tensors must have its
+        names, shapes and dtypes, checked from the file's header before any tensor
+        is read (a crafted header cannot make the reader allocate).
 
     Returns
     -------
@@ -142,7 +124,8 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     Raises
     ------
     CheckpointError
-        If the file is missing, truncated, corrupted or of another format version.
+        If the file is missing, truncated, corrupted, of another format version,
+        or does not fit ``expected``.
     """
     path = Path(path)
     if not path.is_file():
@@ -150,9 +133,25 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
+            model_keys = _header_model_keys(path, metadata)
+            if expected is not None:
+                _check_against(path, handle, model_keys, expected)
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(f"checkpoint {path} is truncated or corrupted ({error})") from error
+    try:
+        extra = unflatten_state(json.loads(metadata["extra"]), tensors)
+    except (KeyError, TypeError, ValueError, IndexError) as error:
+        raise CheckpointError(f"checkpoint {path} has a corrupted header ({error!r})") from error
+    if not isinstance(extra, dict):
+        raise CheckpointError(f"checkpoint {path}: its extra state must be a mapping")
+    missing = [key for key in model_keys if key not in tensors]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks tensors {missing}")
+    return {key: tensors[key] for key in model_keys}, extra
+
+
+def _header_model_keys(path: Path, metadata: dict[str, str]) -> list[str]:
     version = metadata.get("format_version")
     if version != str(FORMAT_VERSION):
         raise CheckpointError(
@@ -160,13 +159,33 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         )
     try:
         model_keys = json.loads(metadata["model_keys"])
-        extra = unflatten_state(json.loads(metadata["extra"]), tensors)
     except (KeyError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"checkpoint {path} has a corrupted header ({error})") from error
-    missing = [key for key in model_keys if key not in tensors]
-    if missing:
-        raise CheckpointError(f"checkpoint {path} lacks tensors {missing}")
-    return {key: tensors[key] for key in model_keys}, extra
+        raise CheckpointError(f"checkpoint {path} has a corrupted header ({error!r})") from error
+    if not isinstance(model_keys, dict) or not all(isinstance(k, str) for k in model_keys):
+        raise CheckpointError(
+            f"checkpoint {path}: header field model_keys must map names to shapes"
+        )
+    return list(model_keys)
+
+
+def _check_against(
+    path: Path, handle, model_keys: list[str], expected: dict[str, torch.Tensor]
+) -> None:
+    if set(model_keys) != set(expected):
+        raise CheckpointError(
+            f"checkpoint {path}: parameters {sorted(model_keys)} do not match the model's "
+            f"{sorted(expected)}"
+        )
+    available = set(handle.keys())
+    for key in model_keys:
+        if key not in available:
+            raise CheckpointError(f"checkpoint {path} lacks tensors {[key]}")
+        shape = tuple(handle.get_slice(key).get_shape())
+        if shape != tuple(expected[key].shape):
+            raise CheckpointError(
+                f"checkpoint {path}: {key} has shape {shape}; the model expects "
+                f"{tuple(expected[key].shape)}"
+            )
 
 
 def load_model_state(

@@ -84,7 +84,9 @@ class CDConfig:
     momentum_switch_epoch: int = option(5, "Epoch at which momentum switches.")
     weight_decay: float = option(1e-4, "L2 penalty on the weights.")
     final_lr_fraction: float = option(1.0, "The learning rate decays linearly to this fraction.")
-    sparsity_target: float | None = option(None, "Target mean hidden activation (none: no penalty).")
+    sparsity_target: float | None = option(
+        None, "Target mean hidden activation (none: no penalty)."
+    )
     sparsity_cost: float = option(0.0, "Weight of the sparsity penalty.")
     dynamic_binarization: bool = option(
         False, "Redraw binary data every epoch (set by the recipes from binarization).", cli=False

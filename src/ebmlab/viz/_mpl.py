@@ -11,3 +11,16 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(figure, path, **options) -> None:
+    """``figure.savefig(path, **options)`` written atomically, never through a symbolic link."""
+    import io
+    from pathlib import Path
+
+    from ebmlab._files import atomic_write
+
+    path = Path(path)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=path.suffix.lstrip(".") or "png", **options)
+    atomic_write(path, buffer.getvalue())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ebmlab.viz._mpl import pyplot
+from ebmlab.viz._mpl import pyplot, save_figure
 
 
 def save_training_curves(
@@ -31,6 +31,6 @@ def save_training_curves(
     figure.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    save_figure(figure, path, dpi=110)
     plt.close(figure)
     return path

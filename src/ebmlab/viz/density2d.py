@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ebmlab.viz._mpl import pyplot
+from ebmlab.viz._mpl import pyplot, save_figure
 
 Extent = tuple[float, float, float, float]
 
@@ -42,7 +42,7 @@ def log_density_grid(
 def _save(figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    save_figure(figure, path, dpi=110)
     pyplot().close(figure)
     return path
 

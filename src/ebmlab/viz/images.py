@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ebmlab.viz._mpl import pyplot
+from ebmlab.viz._mpl import pyplot, save_figure
 
 
 def tile_images(
@@ -66,7 +66,7 @@ def save_image_grid(
         axis.set_title(title)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120, bbox_inches="tight")
+    save_figure(figure, path, dpi=120, bbox_inches="tight")
     plt.close(figure)
     return path
 

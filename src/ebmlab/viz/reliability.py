@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ebmlab.viz._mpl import save_figure
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -85,5 +87,5 @@ def save_reliability_diagram(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure = plot_reliability_diagram(result, title=title)
-    figure.savefig(path, dpi=120, bbox_inches="tight")
+    save_figure(figure, path, dpi=120, bbox_inches="tight")
     return path
