@@ -1,13 +1,17 @@
-"""IDX reader/writer: round trips on files the tests write, and every malformed-file message."""
+"""IDX reader/writer: round trips on files the tests write, every malformed-file message, and
+bounded memory on gzip bombs."""
 
 from __future__ import annotations
 
 import gzip
+import tracemalloc
+import zlib
 
 import numpy as np
 import pytest
 
 from ebmlab.data import IdxFormatError, read_idx, write_idx
+from ebmlab.data.idx import MAX_IDX_BYTES, read_idx_header
 
 DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]
 
@@ -106,3 +110,83 @@ def test_missing_file_is_file_not_found(tmp_path):
 def test_write_rejects_what_idx_cannot_hold(tmp_path, array, error, match):
     with pytest.raises(error, match=match):
         write_idx(tmp_path / "x", array)
+
+
+# ----- decompression ceiling ---------------------------------------------------------------
+BOMB_ZEROS = 32 << 20  # what the bombs below inflate to past their header
+MEMORY_BOUND = 8 << 20  # far below BOMB_ZEROS: reading must not inflate the bomb
+
+
+def _write_bomb(path, header: bytes, n_zeros: int = BOMB_ZEROS) -> None:
+    """``header`` followed by ``n_zeros`` zero bytes, gzip-compressed chunk by chunk (~32 KB)."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: a gzip container
+    zeros = bytes(1 << 20)
+    with open(path, "wb") as out:
+        out.write(compressor.compress(header))
+        for _ in range(n_zeros // len(zeros)):
+            out.write(compressor.compress(zeros))
+        out.write(compressor.flush())
+
+
+def _peak_bytes_while(call) -> tuple[int, BaseException]:
+    """Peak Python-allocated bytes while ``call()`` runs, and the error it raised."""
+    tracemalloc.start()
+    try:
+        call()
+    except Exception as error:  # the caller asserts on it
+        raised = error
+    else:
+        raised = AssertionError("no error raised")
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return peak, raised
+
+
+def test_gzip_bomb_after_a_modest_header_stops_at_the_declared_size(tmp_path):
+    path = tmp_path / "bomb.gz"
+    _write_bomb(path, _header(0x08, (100, 28, 28)))
+    assert path.stat().st_size < 100_000  # small on disk, 32 MiB inflated
+    peak, error = _peak_bytes_while(lambda: read_idx(path))
+    assert isinstance(error, IdxFormatError), error
+    message = str(error)
+    assert str(path) in message and "bytes after the 78400 bytes of data" in message
+    assert "stopped at that limit" in message
+    assert peak < MEMORY_BOUND, f"peak {peak} bytes"
+
+
+@pytest.mark.parametrize(
+    "dims",
+    [(2**31, 2**31), (60_000, 2**16, 2**16), (2**32 - 1,) * 4],
+    ids=["2-D", "3-D", "4-D"],
+)
+def test_header_declaring_an_absurd_shape_is_refused_before_reading(tmp_path, dims):
+    path = tmp_path / "absurd.gz"
+    _write_bomb(path, _header(0x08, dims))
+    peak, error = _peak_bytes_while(lambda: read_idx(path))
+    assert isinstance(error, IdxFormatError) and isinstance(error, ValueError), error
+    message = str(error)
+    assert str(path) in message and f"shape {dims}" in message
+    assert f"above the limit of {MAX_IDX_BYTES} bytes" in message
+    # Refused from the header alone: the 32 MiB that follow are never inflated.
+    assert peak < MEMORY_BOUND, f"peak {peak} bytes"
+
+
+def test_max_bytes_is_the_ceiling_and_is_checked(tmp_path):
+    path = write_idx(tmp_path / "x.gz", np.zeros((10, 100), dtype=np.int16))  # 2000 bytes
+    assert read_idx(path, max_bytes=2000).shape == (10, 100)
+    with pytest.raises(IdxFormatError, match=r"\(2000 bytes of data\), above the limit of 1999"):
+        read_idx(path, max_bytes=1999)
+    for bad in (0, -5, 1.5, "10"):
+        with pytest.raises(ValueError, match="max_bytes must be a positive integer"):
+            read_idx(path, max_bytes=bad)
+
+
+def test_header_alone_can_be_read(tmp_path):
+    path = tmp_path / "bomb.gz"
+    _write_bomb(path, _header(0x0B, (3, 4)))
+    dtype, shape = read_idx_header(path)  # the trailing zeros are never read
+    assert (dtype, shape) == (np.dtype(np.int16), (3, 4)) and dtype.isnative
+    with pytest.raises(IdxFormatError, match="magic number"):
+        (tmp_path / "junk").write_bytes(b"\x01\x02\x03\x04")
+        read_idx_header(tmp_path / "junk")

@@ -7,7 +7,9 @@ with one that fails the test, and points the cache folder into tmp_path.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
+import tracemalloc
 from collections import Counter
 from pathlib import Path
 
@@ -64,7 +66,8 @@ def write_split(folder, split, n, *, shape=(4, 5), gz=True, seed=0):
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
 @pytest.mark.parametrize("gz", [True, False])
 @pytest.mark.parametrize("split", ["train", "test"])
-def test_idx_dataset_reads_files_from_data_dir(tmp_path, name, gz, split):
+def test_idx_dataset_reads_files_from_data_dir(tmp_path, name, gz, split, no_system_fashion):
+    # no_system_fashion: the system's 28 x 28 test split would not match these 4 x 5 images.
     images, labels = write_split(tmp_path, split, 9, gz=gz)
     data = load_dataset(name, split=split, data_dir=tmp_path, download=False)
     assert data.name == name and len(data) == 9 and data.image_shape == (4, 5)
@@ -166,7 +169,7 @@ def test_unknown_name_and_split_list_the_valid_ones():
         dataset_info("nope")
 
 
-def test_names_are_case_and_underscore_insensitive(tmp_path):
+def test_names_are_case_and_underscore_insensitive(tmp_path, no_system_fashion):
     write_split(tmp_path, "train", 2)
     assert load_dataset("Fashion_MNIST", data_dir=tmp_path, download=False).name == "fashion-mnist"
 
@@ -285,3 +288,53 @@ def test_debian_fashion_mnist_loads_in_full():
     # Fashion-MNIST is balanced: 6,000 train and 1,000 test images per class.
     assert torch.equal(torch.bincount(train.labels), torch.full((10,), 6_000))
     assert torch.equal(torch.bincount(test.labels), torch.full((10,), 1_000))
+
+
+def test_gzip_bomb_in_data_dir_gets_one_error_naming_file_and_limit(tmp_path):
+    write_split(tmp_path, "train", 3)
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    # 400,000 images of 28 x 28 declared (314 MB, over MAX_IDX_FILE_BYTES) and 16 MiB of
+    # zeros behind them: a ~16 KB file. Refused from the header, before inflating anything.
+    header = bytes([0, 0, 0x08, 3]) + np.asarray((400_000, 28, 28), dtype=">u4").tobytes()
+    bomb.write_bytes(gzip.compress(header + bytes(16 << 20)))
+    assert bomb.stat().st_size < 100_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(IdxFormatError) as info:
+            load_dataset("mnist", data_dir=tmp_path, download=False)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    message = str(info.value)
+    assert str(bomb) in message
+    assert f"above the limit of {idx_datasets.MAX_IDX_FILE_BYTES} bytes" in message
+    assert peak < 8 << 20, f"peak {peak} bytes"
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_splits_with_different_image_sizes_fail_at_load_naming_both_shapes(tmp_path, split):
+    write_split(tmp_path, "train", 4, shape=(4, 5))
+    write_split(tmp_path, "test", 3, shape=(6, 5))
+    with pytest.raises(IdxFormatError) as info:
+        load_dataset("mnist", split=split, data_dir=tmp_path, download=False)
+    message = str(info.value)
+    assert "train and test images must have the same size" in message
+    assert "train images are (4, 5)" in message and "test images are (6, 5)" in message
+    assert str(tmp_path / "train-images-idx3-ubyte.gz") in message
+    assert str(tmp_path / "t10k-images-idx3-ubyte.gz") in message
+
+
+def test_splits_in_different_folders_are_compared_too(tmp_path):
+    # The test split the run would evaluate on sits in the cache; the train split in data_dir.
+    write_split(tmp_path / "mine", "train", 4, shape=(4, 5))
+    write_split(tmp_path / "cache" / "ebmlab" / "mnist", "test", 3, shape=(5, 4))
+    with pytest.raises(
+        IdxFormatError, match=r"train images are \(4, 5\).*test images are \(5, 4\)"
+    ):
+        load_dataset("mnist", data_dir=tmp_path / "mine", download=False)
+    # Matching sizes load, and a missing other split is no error (nothing to compare).
+    write_split(tmp_path / "mine", "test", 3, shape=(4, 5))
+    assert load_dataset("mnist", data_dir=tmp_path / "mine", download=False).image_shape == (4, 5)
+    write_split(tmp_path / "alone", "train", 2, shape=(3, 3))
+    (tmp_path / "cache" / "ebmlab" / "mnist" / "t10k-images-idx3-ubyte.gz").unlink()
+    assert load_dataset("mnist", data_dir=tmp_path / "alone", download=False).image_shape == (3, 3)

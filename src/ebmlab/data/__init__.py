@@ -8,7 +8,7 @@
 
 from ebmlab.data.dataset import Dataset, DatasetNotFoundError
 from ebmlab.data.digits import DIGITS_SPLIT_SEED
-from ebmlab.data.idx import IdxFormatError, read_idx, write_idx
+from ebmlab.data.idx import IdxFormatError, read_idx, read_idx_header, write_idx
 from ebmlab.data.ood import SYNTHETIC_OOD, ood_inputs, resize_images
 from ebmlab.data.registry import dataset_info, list_datasets, load_dataset
 from ebmlab.data.synthetic import bars_and_stripes, bars_and_stripes_labels
@@ -40,6 +40,7 @@ __all__ = [
     "ood_inputs",
     "prepare_binary",
     "read_idx",
+    "read_idx_header",
     "resize_images",
     "sample_toy2d",
     "scale",

@@ -3,7 +3,10 @@
 An IDX file is a 4-byte magic number ``0x00 0x00 <dtype code> <ndim>``, then
 ``ndim`` big-endian uint32 sizes, then the values in C order, big-endian.
 Files may be gzip-compressed; compression is detected from the file's first
-two bytes, not from its name.
+two bytes, not from its name. The header fixes the data length exactly, so the
+reader decompresses in chunks and never past that length: a gzip bomb (a small
+file that inflates to gigabytes) costs at most the header's declared size, and
+a header declaring more than ``max_bytes`` is refused before any data is read.
 
 References
 ----------
@@ -22,6 +25,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from ebmlab._validation import check_positive_int
+
 # IDX type code -> big-endian numpy dtype (the format stores every value big-endian).
 IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
@@ -33,6 +38,9 @@ IDX_DTYPES: dict[int, np.dtype] = {
 }
 _GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK_BYTES = 1 << 24
+#: Default ceiling on the data an IDX header may declare (1 GiB): 20 times MNIST's
+#: largest file (47 MB), far below what a declared 2**32 x 2**32 shape would allocate.
+MAX_IDX_BYTES = 1 << 30
 
 
 class IdxFormatError(ValueError):
@@ -76,11 +84,19 @@ def _read_header(stream: BinaryIO, path: Path) -> tuple[np.dtype, tuple[int, ...
 
 
 def _read_payload(
-    stream: BinaryIO, path: Path, dtype: np.dtype, shape: tuple[int, ...]
+    stream: BinaryIO, path: Path, dtype: np.dtype, shape: tuple[int, ...], max_bytes: int
 ) -> np.ndarray:
     n_bytes = math.prod(shape) * dtype.itemsize
+    if n_bytes > max_bytes:
+        # Refused before reading: a 30-byte file may declare 2**64 bytes of data.
+        raise IdxFormatError(
+            f"{path}: IDX header declares shape {shape} ({n_bytes} bytes of data), above the "
+            f"limit of {max_bytes} bytes; refusing to read it (pass a larger max_bytes if the "
+            f"file is genuine)"
+        )
     # Grow the buffer chunk by chunk rather than allocating what a (possibly corrupt)
     # header announces: a truncated file then costs only the memory it really holds.
+    # Never asking for more than the header's n_bytes bounds what gzip inflates too.
     buffer = bytearray()
     while len(buffer) < n_bytes:
         chunk = _read(stream, min(n_bytes - len(buffer), _CHUNK_BYTES))
@@ -90,22 +106,56 @@ def _read_payload(
                 f"data) but only {len(buffer)} bytes follow"
             )
         buffer += chunk
+    # One byte more is all it takes to tell a bomb (or trailing junk) from a valid file.
     if _read(stream, 1):
         raise IdxFormatError(
             f"{path}: IDX file has bytes after the {n_bytes} bytes of data that its "
-            f"header (shape {shape}) announces"
+            f"header (shape {shape}) announces; reading stopped at that limit"
         )
     # frombuffer over a bytearray gives a writable array without another copy.
     return np.frombuffer(buffer, dtype=dtype).reshape(shape)
 
 
-def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
+def read_idx_header(path: str | os.PathLike[str]) -> tuple[np.dtype, tuple[int, ...]]:
+    """Read only the header of an IDX file (raw or gzip-compressed).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+
+    Returns
+    -------
+    dtype : numpy.dtype
+        The values' dtype in native byte order.
+    shape : tuple of int
+        The declared shape; nothing after the header is read or checked.
+
+    Raises
+    ------
+    IdxFormatError
+        (a ``ValueError``) naming the file when the header is malformed.
+    """
+    path = Path(path)
+    try:
+        with _open(path) as stream:
+            dtype, shape = _read_header(stream, path)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise IdxFormatError(f"{path}: corrupt gzip stream ({error})") from error
+    return dtype.newbyteorder("="), shape
+
+
+def read_idx(path: str | os.PathLike[str], *, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
     """Read an IDX file (raw or gzip-compressed) into a numpy array.
 
     Parameters
     ----------
     path : str or path-like
         The file. Gzip compression is detected from the content.
+    max_bytes : int
+        Most bytes of data the header may declare (default :data:`MAX_IDX_BYTES`,
+        1 GiB). Memory use is bounded by the smaller of this and the declared size,
+        however far a gzip stream would inflate.
 
     Returns
     -------
@@ -119,19 +169,22 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         When ``path`` does not exist.
     IdxFormatError
         (a ``ValueError``) naming the file when the magic number, the dtype
-        code, the dimensions or the file length are wrong, or the gzip stream
-        is corrupt.
+        code, the dimensions or the file length are wrong, the gzip stream
+        is corrupt, or the header declares more than ``max_bytes`` (the
+        message gives the limit).
 
     Notes
     -----
     The header's sizes fix the data length exactly: ``prod(shape) * itemsize``
-    bytes must follow the header, no more and no fewer.
+    bytes must follow the header, no more and no fewer. Decompression stops one
+    byte past that length, so extra data is reported without being inflated.
     """
+    check_positive_int("max_bytes", max_bytes)
     path = Path(path)
     try:
         with _open(path) as stream:
             dtype, shape = _read_header(stream, path)
-            array = _read_payload(stream, path, dtype, shape)
+            array = _read_payload(stream, path, dtype, shape, max_bytes)
     except (EOFError, gzip.BadGzipFile, zlib.error) as error:
         raise IdxFormatError(f"{path}: corrupt gzip stream ({error})") from error
     return array.astype(dtype.newbyteorder("="), copy=False)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import torch
 
 from ebmlab._validation import (
+    all_finite,
     check_choice,
     check_in_range,
     check_matrix,
@@ -75,7 +76,7 @@ def _check_unit_tensor(name: str, x: object, purpose: str) -> torch.Tensor:
         raise TypeError(f"{name} must be a torch.Tensor; got {type(x).__name__}")
     if not x.is_floating_point():
         raise TypeError(f"{name} must have a floating dtype; got {x.dtype}")
-    if not torch.isfinite(x).all():
+    if not all_finite(x):
         raise ValueError(f"{name} contains NaN or inf values")
     return check_in_range(name, x, low=0.0, high=1.0, purpose=purpose)
 

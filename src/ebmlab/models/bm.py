@@ -18,9 +18,11 @@ from torch.nn.utils import parametrize
 from ebmlab._validation import (
     check_choice,
     check_matrix,
+    check_nonempty,
     check_nonnegative_float,
     check_nonnegative_int,
     check_positive_int,
+    check_smoothing,
     check_unit_interval,
 )
 from ebmlab.models._init import gaussian_weight
@@ -139,9 +141,12 @@ class BoltzmannMachine(nn.Module):
     def init_visible_bias(self, data: torch.Tensor, *, smoothing: float = 1e-2) -> BoltzmannMachine:
         """Set :math:`b_v = \\log(p / (1 - p))` from the data means, clipped to [smoothing, 1 - smoothing].
 
-        Exact for a model without couplings; a good start otherwise. Returns ``self``.
+        Exact for a model without couplings; a good start otherwise. ``smoothing``
+        must lie in (0, 0.5); ``data`` must be non-empty, finite and in [0, 1].
+        Returns ``self``.
         """
-        self.check_visible(data, "data")
+        check_nonempty("data", self.check_visible(data, "data"))
+        check_smoothing(smoothing, data.dtype)
         p = data.mean(0).clamp(smoothing, 1 - smoothing)
         self.visible_bias.copy_(torch.log(p) - torch.log1p(-p))
         return self
@@ -175,7 +180,11 @@ class BoltzmannMachine(nn.Module):
         return -visible - ((x @ self.weight_vh) * h).sum(-1) - hidden
 
     def free_energy(self, x: torch.Tensor) -> torch.Tensor:
-        """Free energy :math:`F(x) = -\\log \\sum_h e^{-E(x, h)}` by enumerating the hidden units."""
+        """Free energy :math:`F(x) = -\\log \\sum_h e^{-E(x, h)}` by enumerating the hidden units.
+
+        ``x`` must be a finite (batch, n_visible) floating tensor.
+        """
+        check_matrix("x", x, n_columns=self.n_visible)
         if self.n_hidden == 0:
             return self.energy(x)
         if self.n_hidden > MAX_ENUMERATED_HIDDEN:

@@ -12,9 +12,11 @@ from torch.nn import functional as F
 
 from ebmlab._validation import (
     check_matrix,
+    check_nonempty,
     check_nonnegative_float,
     check_positive_float,
     check_positive_int,
+    check_smoothing,
     check_unit_interval,
 )
 from ebmlab.models._init import gaussian_weight
@@ -141,8 +143,13 @@ class DBM(nn.Module):
 
     @torch.no_grad()
     def init_visible_bias(self, data: torch.Tensor, *, smoothing: float = 1e-2) -> DBM:
-        """Set :math:`b_0 = \\operatorname{logit}(p)` from the clipped data means; returns ``self``."""
-        self.check_visible(data, "data")
+        """Set :math:`b_0 = \\operatorname{logit}(p)` from the clipped data means; returns ``self``.
+
+        ``p`` is clipped to ``[smoothing, 1 - smoothing]`` with ``smoothing`` in
+        (0, 0.5); ``data`` must be non-empty, finite and in [0, 1].
+        """
+        check_nonempty("data", self.check_visible(data, "data"))
+        check_smoothing(smoothing, data.dtype)
         p = data.mean(0).clamp(smoothing, 1 - smoothing)
         self.biases[0].copy_(torch.log(p) - torch.log1p(-p))
         return self
@@ -304,7 +311,8 @@ class DBM(nn.Module):
         ----------
         Salakhutdinov & Hinton (2009), section 3.2, equations (6)-(8).
         """
-        self.check_visible(v)
+        # Empty v: the residual's max over no units would be a RuntimeError, not an answer.
+        check_nonempty("v", self.check_visible(v))
         check_positive_int("n_iterations", n_iterations)
         check_positive_float("tolerance", tolerance)
         if not (isinstance(damping, int | float) and 0 <= damping < 1):
@@ -312,6 +320,9 @@ class DBM(nn.Module):
         states = [v, *(list(init) if init is not None else self.bottom_up_means(v))]
         if len(states) != self.n_layers:
             raise ValueError(f"init must hold {self.n_layers - 1} tensors; got {len(states) - 1}")
+        if init is not None:
+            for k in range(1, self.n_layers):
+                self._check_means(f"init[{k - 1}]", states[k], k, len(v))
         odd, even = self.parity_layers(1), self.parity_layers(0)[1:]
         residual, iterations = math.inf, 0
         while iterations < n_iterations:
@@ -342,6 +353,12 @@ class DBM(nn.Module):
         """Raise a clear error unless ``v`` is a finite (batch, n_visible) tensor in [0, 1]."""
         check_matrix(name, v, n_columns=self.n_visible)
         return check_unit_interval(name, v, model="DBM")
+
+    def _check_means(self, name: str, x: torch.Tensor, layer: int, batch: int) -> None:
+        check_matrix(name, x, n_columns=self.layer_sizes[layer])
+        if x.shape[0] != batch:
+            raise ValueError(f"{name} must have {batch} rows (one per row of v); got {x.shape[0]}")
+        check_unit_interval(name, x, model="DBM")
 
     def _check_states(self, states: Sequence[torch.Tensor]) -> None:
         if len(states) != self.n_layers:

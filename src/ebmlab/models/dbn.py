@@ -7,7 +7,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ebmlab._validation import check_choice, check_nonnegative_int, check_positive_int
+from ebmlab._validation import (
+    check_choice,
+    check_matrix,
+    check_nonnegative_int,
+    check_positive_int,
+    check_unit_interval,
+)
 from ebmlab.models.rbm import BernoulliRBM, sample_bernoulli
 
 PROPAGATIONS = ("mean", "sample")
@@ -151,8 +157,11 @@ class DBN(nn.Module):
 
         Intermediate layers are sampled from :math:`p(h^{l-1} \\mid h^l)`; the visible
         layer is returned as probabilities (``mean=True``, for display) or a sample.
+        ``h`` must be a finite (batch, layer_sizes[layer]) tensor in [0, 1].
         """
         layer = self._check_layer(layer)
+        check_matrix("h", h, n_columns=self.layer_sizes[layer])
+        check_unit_interval("h", h, model="DBN layer")
         x = h
         for l in range(layer - 1, -1, -1):  # noqa: E741
             probabilities = self.rbms[l].mean_v(x)

@@ -10,6 +10,7 @@ from torch.nn import functional as F
 
 from ebmlab._validation import (
     check_matrix,
+    check_nonempty,
     check_nonnegative_float,
     check_positive_float,
     check_positive_int,
@@ -124,8 +125,12 @@ class GaussianBernoulliRBM(nn.Module):
 
     @torch.no_grad()
     def init_visible_bias(self, data: torch.Tensor) -> GaussianBernoulliRBM:
-        """Set :math:`b` to the data mean (the maximum-likelihood value without weights). Returns ``self``."""
-        self.check_visible(data, "data")
+        """Set :math:`b` to the data mean (the maximum-likelihood value without weights). Returns ``self``.
+
+        Raises a ValueError naming ``data`` when it is empty (its mean would be NaN)
+        or holds NaN/inf.
+        """
+        check_nonempty("data", self.check_visible(data, "data"))
         self.visible_bias.copy_(data.mean(0))
         return self
 
@@ -138,12 +143,20 @@ class GaussianBernoulliRBM(nn.Module):
         return quadratic - h @ self.hidden_bias - interaction
 
     def free_energy(self, v: torch.Tensor) -> torch.Tensor:
-        """Free energy :math:`F(v) = -\\log \\sum_h e^{-E(v, h)}`, shape (batch,)."""
+        """Free energy :math:`F(v) = -\\log \\sum_h e^{-E(v, h)}`, shape (batch,).
+
+        ``v`` must be a finite (batch, n_visible) floating tensor.
+        """
+        self.check_visible(v)
         quadratic = (((v - self.visible_bias) / self.sigma) ** 2).sum(-1) / 2
         return quadratic - F.softplus(self.hidden_preactivation(v)).sum(-1)
 
     def free_energy_hidden(self, h: torch.Tensor) -> torch.Tensor:
-        """Free energy of the hidden layer, :math:`-\\log \\int e^{-E(v, h)}\\, dv`."""
+        """Free energy of the hidden layer, :math:`-\\log \\int e^{-E(v, h)}\\, dv`.
+
+        ``h`` must be a finite (batch, n_hidden) floating tensor.
+        """
+        check_matrix("h", h, n_columns=self.n_hidden)
         u = h @ self.weight.t()
         per_unit = (
             self.visible_bias * u / self.sigma

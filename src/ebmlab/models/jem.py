@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ebmlab._validation import check_choice, check_positive_int
+from ebmlab._validation import check_choice, check_finite_tensor, check_positive_int
 
 BACKBONES = ("small-cnn", "wrn", "mlp")
 
@@ -101,11 +101,20 @@ class JEM(nn.Module):
         return energy_from_logits(self.logits(x), y)
 
     def log_prob_y(self, x: torch.Tensor) -> torch.Tensor:
-        r""":math:`\log p(y \mid x)` for every class: log-softmax of the logits, (batch, n_classes)."""
+        r""":math:`\log p(y \mid x)` for every class: log-softmax of the logits, (batch, n_classes).
+
+        ``x`` must be a non-empty floating tensor without NaN or inf.
+        """
+        check_finite_tensor("x", x)
         return torch.log_softmax(self.logits(x), dim=1)
 
     def log_px_unnormalised(self, x: torch.Tensor) -> torch.Tensor:
-        r""":math:`\log p(x) + \log Z = -E(x)`: the OOD score ``log_px``."""
+        r""":math:`\log p(x) + \log Z = -E(x)`: the OOD score ``log_px``.
+
+        ``x`` must be a non-empty floating tensor without NaN or inf. (:meth:`energy`
+        and :meth:`logits` do not check: SGLD calls them at every step.)
+        """
+        check_finite_tensor("x", x)
         return -self.energy(x)
 
 

@@ -8,8 +8,10 @@ from torch.nn import functional as F
 
 from ebmlab._validation import (
     check_matrix,
+    check_nonempty,
     check_nonnegative_float,
     check_positive_int,
+    check_smoothing,
     check_unit_interval,
 )
 from ebmlab.models._init import gaussian_weight
@@ -104,9 +106,17 @@ class BernoulliRBM(nn.Module):
         """Set :math:`b_v = \\log(p / (1 - p))` from the data means (Hinton's guide, 8.1).
 
         ``p`` is clipped to ``[smoothing, 1 - smoothing]`` so constant pixels give
-        finite biases. Returns ``self``.
+        finite biases; ``smoothing`` must lie in (0, 0.5), and be at least the
+        dtype's eps. Returns ``self``.
+
+        Raises
+        ------
+        ValueError
+            ``data`` is empty (its mean would be NaN), holds NaN/inf or values
+            outside [0, 1], or ``smoothing`` is out of range.
         """
-        self.check_visible(data, "data")
+        check_nonempty("data", self.check_visible(data, "data"))
+        check_smoothing(smoothing, data.dtype)
         p = data.mean(0).clamp(smoothing, 1 - smoothing)
         self.visible_bias.copy_(torch.log(p) - torch.log1p(-p))
         return self
@@ -138,11 +148,20 @@ class BernoulliRBM(nn.Module):
         )
 
     def free_energy(self, v: torch.Tensor) -> torch.Tensor:
-        """Free energy :math:`F(v) = -\\log \\sum_h e^{-E(v, h)}`, shape (batch,)."""
+        """Free energy :math:`F(v) = -\\log \\sum_h e^{-E(v, h)}`, shape (batch,).
+
+        ``v`` must be a finite (batch, n_visible) floating tensor. Values outside
+        [0, 1] are allowed: F is defined on all of R^D, which Langevin relaxations use.
+        """
+        check_matrix("v", v, n_columns=self.n_visible)
         return -v @ self.visible_bias - F.softplus(self.hidden_preactivation(v)).sum(-1)
 
     def free_energy_hidden(self, h: torch.Tensor) -> torch.Tensor:
-        """Free energy of the hidden layer, :math:`-\\log \\sum_v e^{-E(v, h)}`."""
+        """Free energy of the hidden layer, :math:`-\\log \\sum_v e^{-E(v, h)}`.
+
+        ``h`` must be a finite (batch, n_hidden) floating tensor.
+        """
+        check_matrix("h", h, n_columns=self.n_hidden)
         return -h @ self.hidden_bias - F.softplus(self.visible_preactivation(h)).sum(-1)
 
     # ----- conditionals ---------------------------------------------------------------
