@@ -48,23 +48,55 @@ def _yaml():
     return yaml
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a config is a few kB; anything near a MiB is not one
+MAX_CONFIG_VALUES = 100_000  # values after alias expansion (a "billion laughs" file explodes)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML 1.2 mapping, with one clear error for a missing, unreadable or odd file."""
+    """Read a YAML 1.2 mapping, with one clear error for a missing, unreadable or odd file.
+
+    Bounded: at most ``MAX_CONFIG_BYTES`` of text and ``MAX_CONFIG_VALUES`` values once
+    aliases are expanded, so a small file cannot make a run exhaust memory.
+    """
     from ruamel.yaml import YAMLError
 
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {path} has {size} bytes; at most {MAX_CONFIG_BYTES}")
         text = path.read_text()
     except OSError as error:
         raise ConfigError(f"config file {path} cannot be read: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
     try:
         settings = _yaml().load(text)
-    except YAMLError as error:
+    except (YAMLError, RecursionError) as error:
         raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
     if not isinstance(settings, dict):
         kind = type(settings).__name__
         raise ConfigError(f"config file {path} must hold a mapping of settings; got {kind}")
+    _check_size(settings, path)
     return settings
+
+
+def _check_size(settings: Any, path: Path) -> None:
+    # Aliases share objects, so walking visits every expanded value: stop at the bound.
+    budget, stack = MAX_CONFIG_VALUES, [settings]
+    while stack:
+        value = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise ConfigError(
+                f"config file {path} expands to more than {MAX_CONFIG_VALUES} values "
+                "(nested aliases?); a config holds a few dozen"
+            )
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
 
 
 def dump_yaml(mapping: Mapping[str, Any]) -> str:

@@ -34,16 +34,15 @@ from ebmlab.experiments.config import (
     resumable_fields,
     set_dotted,
 )
+from ebmlab.experiments.limits import memory_errors
 from ebmlab.experiments.recipe import Recipe
 from ebmlab.experiments.registry import (
-    checked_driver_state,
-    checkpoint_parts,
-    memory_errors,
+    load_into,
     read_run_config,
     recipe_for_config,
 )
 from ebmlab.experiments.run_folder import RunFolder, RunFolderError
-from ebmlab.training.checkpoint import CheckpointError, CheckpointManager, load_checkpoint
+from ebmlab.training.checkpoint import CheckpointError, CheckpointManager
 from ebmlab.training.distributed import DistributedContext, barrier, init_distributed
 
 
@@ -119,25 +118,8 @@ class TrainingRun:
         raise AssertionError("unreachable")
 
     def _load(self, path: Path) -> int:
-        model_state, extra = load_checkpoint(path, expected=self.recipe.state()[0])
-        shared, local = checkpoint_parts(extra)
-        if not self.context.is_main:
-            _, rank_extra = load_checkpoint(self.rank_checkpoints.directory / path.name)
-            local = rank_extra.get("local")
-        step, self.best_score = checked_driver_state(extra, path)
-        try:
-            self.recipe.load_state(model_state, shared, local)
-        except (KeyError, TypeError, IndexError, AttributeError) as error:
-            raise CheckpointError(
-                f"checkpoint {path} lacks the recipe's state ({error!r})"
-            ) from None
-        if step is None:  # written before the driver: the recipe's own counter tells
-            step = self.recipe.completed_steps()
-        if self.recipe.completed_steps() != step:
-            raise CheckpointError(
-                f"checkpoint {path} says step {step} but its training state is at step "
-                f"{self.recipe.completed_steps()}"
-            )
+        local = None if self.context.is_main else self.rank_checkpoints.directory / path.name
+        step, self.best_score = load_into(self.recipe, path, local_path=local)
         return step
 
     def log(self, record: dict[str, Any]) -> None:

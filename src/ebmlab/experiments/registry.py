@@ -104,6 +104,13 @@ def checkpoint_parts(extra: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
     return shared, local
 
 
+def check_finite_model(model_state: dict[str, torch.Tensor], path: Path) -> None:
+    """Training stops before it saves a non-finite value, so a checkpoint holding one is bad."""
+    for name, tensor in model_state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"checkpoint {path}: {name} holds NaN or infinite values")
+
+
 def checked_driver_state(extra: dict[str, Any], path: Path) -> tuple[int | None, float | None]:
     """``(step, best score)`` of a checkpoint, validated; ``step`` None before the driver existed."""
     driver = extra.get("driver")
@@ -133,7 +140,6 @@ def run_model_name(run_dir: str | Path) -> str:
 def open_run(run_dir: str | Path, *, which: str = "latest") -> Recipe:
     """A run's recipe with its data prepared and its ``which`` checkpoint loaded (latest or best)."""
     from ebmlab._validation import check_choice
-    from ebmlab.training.checkpoint import load_checkpoint
     from ebmlab.training.distributed import DistributedContext
 
     check_choice("which", which, ("latest", "best"))
@@ -147,13 +153,38 @@ def open_run(run_dir: str | Path, *, which: str = "latest") -> Recipe:
     recipe.prepare()
     with memory_errors(recipe):
         recipe.build(DistributedContext(device=recipe.device))
+    load_into(recipe, path)
+    return recipe
+
+
+def load_into(
+    recipe: Recipe, path: Path, *, local_path: Path | None = None
+) -> tuple[int, float | None]:
+    """Load checkpoint ``path`` into a built recipe, checking it first; ``(step, best score)``.
+
+    ``local_path`` is this rank's own checkpoint under torchrun (its ``local`` state).
+    Every check names the file and the field: model names and shapes (from the
+    header, before reading), finite values, the driver's counters, the recipe's keys,
+    and that the trainer's own step agrees with the driver's.
+    """
+    from ebmlab.training.checkpoint import load_checkpoint
+
     model_state, extra = load_checkpoint(path, expected=recipe.state()[0])
-    checked_driver_state(extra, path)
+    check_finite_model(model_state, path)
+    step, best = checked_driver_state(extra, path)
+    shared, local = checkpoint_parts(extra)
+    if local_path is not None:
+        local = load_checkpoint(local_path)[1].get("local")
     try:
-        recipe.load_state(model_state, *checkpoint_parts(extra))
+        recipe.load_state(model_state, shared, local)
     except (KeyError, TypeError, IndexError, AttributeError) as error:
         raise CheckpointError(f"checkpoint {path} lacks the recipe's state ({error!r})") from None
-    return recipe
+    if step is not None and recipe.completed_steps() != step:
+        raise CheckpointError(
+            f"checkpoint {path} says step {step} but its training state is at step "
+            f"{recipe.completed_steps()}"
+        )
+    return recipe.completed_steps(), best
 
 
 def evaluate_run(run_dir: str | Path, *, strict: bool = True, **options: Any) -> dict[str, Any]:
