@@ -177,7 +177,8 @@ def load_into(
         local = load_checkpoint(local_path)[1].get("local")
     try:
         recipe.load_state(model_state, shared, local)
-    except (KeyError, TypeError, IndexError, AttributeError) as error:
+    except (KeyError, TypeError, IndexError, AttributeError, ValueError, RuntimeError) as error:
+        # Missing keys, wrong types, a generator state of the wrong size, 0-d tensors...
         raise CheckpointError(f"checkpoint {path} lacks the recipe's state ({error!r})") from None
     if step is not None and recipe.completed_steps() != step:
         raise CheckpointError(
