@@ -163,7 +163,7 @@ def rewrite_latest(run, edit) -> None:
         (lambda m, e: e["shared"].pop("trainer"), "lacks the recipe's state"),
         (lambda m, e: e.update(shared=[1]), "must be mappings"),
         (lambda m, e: e["shared"]["trainer"].update(generator=torch.zeros(3, dtype=torch.uint8)), "lacks the recipe's state"),
-        (lambda m, e: e["shared"]["trainer"].update(epoch="three"), "lacks the recipe's state"),
+        (lambda m, e: e["shared"]["trainer"].update(epoch=[3]), "lacks the recipe's state"),
         (lambda m, e: m["weight"].fill_(float("nan")), "weight holds NaN"),
         (lambda m, e: m.update(weight=torch.zeros(64, 9)), "weight has shape (64, 9)"),
         (lambda m, e: m.pop("hidden_bias"), "do not match the model's"),

@@ -177,8 +177,9 @@ def load_into(
         local = load_checkpoint(local_path)[1].get("local")
     try:
         recipe.load_state(model_state, shared, local)
-    except (KeyError, TypeError, IndexError, AttributeError, ValueError, RuntimeError) as error:
-        # Missing keys, wrong types, a generator state of the wrong size, 0-d tensors...
+    except (KeyError, TypeError, IndexError, AttributeError, RuntimeError) as error:
+        # Missing keys, wrong types, a generator state of the wrong size... A ValueError is
+        # the recipe refusing a change (e.g. more epochs for a finished layer): it stays one.
         raise CheckpointError(f"checkpoint {path} lacks the recipe's state ({error!r})") from None
     if step is not None and recipe.completed_steps() != step:
         raise CheckpointError(
