@@ -3,37 +3,24 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
 from scipy.special import expit, log_expit
-from sklearn.utils.estimator_checks import check_estimator, parametrize_with_checks
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.neural_network import BernoulliRBM as SklearnRBM
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import MinMaxScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from ebmlab.models import BernoulliRBM as TorchRBM
-from ebmlab.sklearn import BernoulliRBM
+from ebmlab.sklearn import BernoulliRBM, OutOfRangeWarning, expected_failed_checks
 from ebmlab.training import CDConfig, CDTrainer
-
-# score_samples flips one random bit per row, chosen by row position, so a row's score
-# depends on where it sits in X: scikit-learn's own BernoulliRBM fails these two checks for
-# the same reason (it lists them as expected failures).
-STOCHASTIC_SCORE_CHECKS = {
-    "check_methods_sample_order_invariance": "score_samples flips a random bit per row position",
-    "check_methods_subset_invariance": "score_samples flips a random bit per row position",
-}
-
-
-class UnitIntervalRBM(BernoulliRBM):
-    """Test adapter: squashes the estimator checks' real-valued data into [0, 1].
-
-    The generic checks draw data from Gaussians (values far outside [0, 1]), which the
-    real estimator rightly rejects. Mapping it through the logistic function after
-    scikit-learn's validation lets every other part of the contract be checked.
-    """
-
-    def _check_visible(self, X, *, reset, dtype=None):
-        return expit(self._validate(X, reset=reset, dtype=dtype))
 
 
 def binary_data(n_samples=40, n_features=6, seed=0, dtype=np.float64):
@@ -48,31 +35,23 @@ def initial_parameters(X, **params):
 
 
 # ----- scikit-learn's estimator checks ---------------------------------------------------------
+# The real estimator, on the checks' own data (Gaussian, far outside [0, 1]: the range policy
+# accepts it with a warning). xfail_strict: a declared failure that starts passing fails here.
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::ebmlab.sklearn.OutOfRangeWarning")
 @parametrize_with_checks(
-    [UnitIntervalRBM(n_components=8, n_iter=5, random_state=0)],
-    expected_failed_checks=lambda estimator: STOCHASTIC_SCORE_CHECKS,
+    [BernoulliRBM(n_components=8, n_iter=5, random_state=0)],
+    expected_failed_checks=expected_failed_checks,
+    xfail_strict=True,
 )
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
 
-@pytest.mark.slow
-def test_real_estimator_fails_checks_only_on_out_of_range_data():
-    # The same checks on the unadapted estimator: every failure must be the [0, 1] error.
-    results = check_estimator(
-        BernoulliRBM(n_components=8, n_iter=5, random_state=0),
-        expected_failed_checks=STOCHASTIC_SCORE_CHECKS,
-        on_fail=None,
-        on_skip=None,
-    )
-    failures = [r for r in results if r["status"] == "failed"]
-    assert failures  # the generic checks do use data outside [0, 1]
-    for result in failures:
-        # check_positive_only_tag_during_fit wraps our error in its own (as __cause__).
-        error = result["exception"]
-        messages = str(error) + str(error.__cause__)
-        assert "must lie in [0, 1] for a Bernoulli RBM" in messages, result
+def test_expected_failures_are_the_ones_scikit_learn_declares_for_its_rbm():
+    instance_generator = pytest.importorskip("sklearn.utils._test_common.instance_generator")
+    theirs = instance_generator.PER_ESTIMATOR_XFAIL_CHECKS[SklearnRBM]
+    assert set(expected_failed_checks(BernoulliRBM())) == set(theirs)
 
 
 # ----- shapes, attributes, formulas -------------------------------------------------------------
@@ -123,16 +102,19 @@ def test_one_update_is_scikit_learns_batch_mean_step():
     np.testing.assert_allclose(rbm.intercept_visible_, expected_visible, rtol=0, atol=1e-12)
 
 
-def test_score_samples_is_the_one_bit_pseudo_likelihood():
+@pytest.mark.parametrize("scale", [1.0, 1.5])
+def test_score_samples_is_the_one_bit_pseudo_likelihood(scale):
+    # scale 1.5: values outside [0, 1] are scored as given (flipped as v -> 1 - v), not clipped.
     X = binary_data()
     rbm = BernoulliRBM(n_components=5, n_iter=3, learning_rate=0.5, random_state=0).fit(X)
+    X = X * scale
 
     def free_energy(v):
         return -v @ rbm.intercept_visible_ - np.logaddexp(
             0, v @ rbm.components_.T + rbm.intercept_hidden_
         ).sum(-1)
 
-    # Every candidate n * log sigma(F(v with bit i flipped) - F(v)), for each bit i.
+    # Every candidate n * log sigma(F(v with unit i flipped) - F(v)), for each unit i.
     candidates = np.stack(
         [
             6 * log_expit(free_energy(np.where(np.eye(6)[i] == 1, 1 - X, X)) - free_energy(X))
@@ -140,10 +122,13 @@ def test_score_samples_is_the_one_bit_pseudo_likelihood():
         ],
         axis=1,
     )
-    scores = rbm.score_samples(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OutOfRangeWarning)
+        scores = rbm.score_samples(X)
+        again = rbm.score_samples(X)
     assert np.isclose(scores[:, None], candidates, rtol=0, atol=1e-10).any(axis=1).all()
-    # An int random_state chooses the same bits every call (as scikit-learn's does).
-    np.testing.assert_array_equal(scores, rbm.score_samples(X))
+    # An int random_state chooses the same units every call (as scikit-learn's does).
+    np.testing.assert_array_equal(scores, again)
 
 
 def test_gibbs_samples_the_visible_layer_and_advances_the_stream():
@@ -247,18 +232,85 @@ def test_verbose_reports_each_pass_without_changing_the_fit(capsys):
     np.testing.assert_array_equal(quiet.components_, loud.components_)
 
 
+# ----- the range policy ---------------------------------------------------------------------------
+def brighter(X, factor=1.5):
+    """``X`` with every entry scaled by ``factor``: values up to ``factor``, outside [0, 1]."""
+    return X * factor
+
+
+@pytest.mark.parametrize("method", ["transform", "score_samples", "gibbs"])
+def test_methods_compute_with_out_of_range_values_as_given(method):
+    X = binary_data()
+    rbm = BernoulliRBM(n_components=3, n_iter=1, random_state=0).fit(X)
+    with pytest.warns(OutOfRangeWarning) as record:
+        result = getattr(rbm, method)(brighter(X))
+    assert len(record) == 1  # once per call, not once per row or minibatch
+    message = str(record[0].message)
+    assert "X has values outside [0, 1] (min=0, max=1.5)" in message and method in message
+    if method == "transform":
+        expected = expit(brighter(X) @ rbm.components_.T + rbm.intercept_hidden_)
+        np.testing.assert_allclose(result, expected, rtol=0, atol=1e-12)  # not clipped
+    assert result.shape[0] == X.shape[0] and np.isfinite(result).all()
+
+
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+def test_training_clips_out_of_range_data(method):
+    X = binary_data()
+    bad = X - 0.5 * (X == 0) + 2.0 * (X == 1)  # -0.5 and 3 where X has 0 and 1
+    rbm = BernoulliRBM(n_components=3, n_iter=2, random_state=0)
+    with pytest.warns(OutOfRangeWarning, match="clips them to") as record:
+        getattr(rbm, method)(bad)
+    assert len(record) == 1
+    reference = getattr(BernoulliRBM(n_components=3, n_iter=2, random_state=0), method)(X)
+    np.testing.assert_array_equal(rbm.components_, reference.components_)
+    np.testing.assert_array_equal(rbm.intercept_visible_, reference.intercept_visible_)
+
+
+def test_fit_transform_warns_once_and_transforms_the_values_as_given():
+    bad = brighter(binary_data())
+    with pytest.warns(OutOfRangeWarning) as record:
+        hidden = BernoulliRBM(n_components=3, n_iter=1, random_state=0).fit_transform(bad)
+    assert len(record) == 1
+    with pytest.warns(OutOfRangeWarning):
+        rbm = BernoulliRBM(n_components=3, n_iter=1, random_state=0).fit(bad)
+    with pytest.warns(OutOfRangeWarning):
+        np.testing.assert_array_equal(hidden, rbm.transform(bad))
+
+
+def test_data_in_range_gives_no_warning():
+    X = binary_data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rbm = BernoulliRBM(n_components=3, n_iter=1, random_state=0).fit(X)
+        rbm.transform(X), rbm.score_samples(X), rbm.gibbs(X), rbm.partial_fit(X)
+
+
+@pytest.mark.parametrize("bad_value", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("method", ["fit", "partial_fit", "transform", "score_samples", "gibbs"])
-def test_out_of_range_input_is_rejected(method):
+def test_non_finite_input_is_an_error(method, bad_value):
     X = binary_data()
     rbm = BernoulliRBM(n_components=3, n_iter=1, random_state=0)
     if method not in ("fit", "partial_fit"):
         rbm.fit(X)
     bad = X.copy()
-    bad[0, 0] = 1.5
-    with pytest.raises(
-        ValueError, match=r"X must lie in \[0, 1\] for a Bernoulli RBM; got min=0, max=1\.5"
-    ):
+    bad[0, 0] = bad_value
+    with pytest.raises(ValueError, match="Input X contains (NaN|infinity)"):
         getattr(rbm, method)(bad)
+
+
+def test_minmax_pipeline_scores_brighter_test_images():
+    # The issue's pipeline: the scaler maps unseen (brighter) images outside [0, 1], and
+    # scoring them must work as it does with scikit-learn's RBM.
+    X, y = load_digits(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0)
+    rbm = BernoulliRBM(n_components=64, n_iter=5, random_state=0)
+    model = make_pipeline(MinMaxScaler(), rbm, LogisticRegression(max_iter=2000))
+    model.fit(X_train, y_train)
+    with pytest.warns(OutOfRangeWarning, match="transform still returns the mean-field"):
+        accuracy = model.score(X_test * 1.1, y_test)
+    # Measured 0.793 (seeds 0-4: 0.784-0.802; scikit-learn's RBM 0.784-0.811) on 450 test
+    # digits, standard error 0.019: the floor is 3 standard errors below the worst seed.
+    assert accuracy > 0.72
 
 
 @pytest.mark.parametrize(
@@ -285,11 +337,6 @@ def test_numpy_integer_hyperparameters_are_accepted():
 # ----- the classic pipeline ---------------------------------------------------------------------
 @pytest.mark.slow
 def test_digits_pipeline_accuracy():
-    from sklearn.datasets import load_digits
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import train_test_split
-    from sklearn.pipeline import Pipeline
-
     X, y = load_digits(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(
         (X / 16).astype(np.float32), y, test_size=0.25, random_state=0
