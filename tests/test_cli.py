@@ -348,3 +348,12 @@ def test_eval_and_sample_of_bm_ebm2d_and_sgld_runs(tmp_path, capsys):
             ["sample", str(run), "--n", "4", "--n-steps", "2", "--out", str(figure)], capsys
         )
         assert code == 0 and figure.stat().st_size > 1000, (model, err)
+
+
+def test_jem_giving_up_after_its_rollbacks_is_one_error_line(tmp_path, capsys):
+    tiny = ["--backbone", "mlp", "--hidden-sizes", "8", "--n-train", "64", "--batch-size", "8",
+            "--iterations", "4", "--n-steps", "1", "--buffer-size", "20", "--no-progress"]  # fmt: skip
+    args = ["train", "jem", *tiny, "--divergence-threshold", "1e-9", "--max-rollbacks", "0"]
+    code, _, err = run_cli([*args, "--out", str(tmp_path / "run")], capsys)
+    assert code == 1 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert "gave up after 0 rollbacks" in err

@@ -42,11 +42,9 @@ def argv_names_training(argv: list[str] | None) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``ebmlab`` console script."""
-    from ebmlab.training.trainer import NonFiniteError
-
     try:
         app(args=argv, standalone_mode=False)
-    except NonFiniteError as error:
+    except FloatingPointError as error:  # NonFiniteError, JEM's DivergenceError: training failed
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
     except _user_errors() as error:
