@@ -84,7 +84,7 @@ def test_early_stopping_ends_the_run_and_fine_tuning_can_be_extended(tmp_path):
     assert n_lines < 32 and records(path)[-1]["epoch"] == 32  # the skipped epochs count as done
     assert (path / "figures" / "samples.png").is_file()
     # Pretraining cannot grow once fine-tuning has started.
-    with pytest.raises(ValueError, match="pretraining epochs cannot grow"):
+    with pytest.raises(ValueError, match="epochs cannot change when resuming"):
         driver.resume(path, changes={"training.epochs": 2}, progress=False)
 
 
