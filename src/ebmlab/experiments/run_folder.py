@@ -166,6 +166,8 @@ class RunFolder:
             return
         from filelock import FileLock, Timeout
 
+        if self.path.exists() and not self.path.is_dir():
+            raise RunFolderError(f"out must be a folder; {self.path} is a file")
         self.path.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(self.path / LOCK), timeout=0)
         try:
