@@ -114,7 +114,7 @@ def test_resume_falls_back_to_the_newest_checkpoint_that_loads(tmp_path, capsys)
     assert code == 0, err
     from ebmlab.training.checkpoint import load_checkpoint
 
-    (model, extra), (reference, _) = (
+    (model, _), (reference, _) = (
         load_checkpoint(latest),
         load_checkpoint(whole / latest.relative_to(run)),
     )
