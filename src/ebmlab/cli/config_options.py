@@ -112,7 +112,7 @@ def config_options(
 
 def _shown_default(option: ConfigOption) -> str:
     if option.kind is list:
-        return ",".join(str(v) for v in option.default) or "none"
+        return "none" if option.default is None else ",".join(map(str, option.default)) or "[]"
     if option.kind is bool:
         return option.flag if option.default else "--no-" + option.flag[2:]
     return "none" if option.default is None else str(option.default)

@@ -38,6 +38,11 @@ RANK_SEED_STRIDE = 1_000_003
 ROLLBACK_SEED_STRIDE = 7_919
 
 
+# The relative schedule's defaults (see JEMConfig.schedule_points).
+WARMUP_FRACTION, WARMUP_CAP = 0.1, 1000
+DECAY_FRACTIONS = (0.8, 0.9)
+
+
 @dataclass
 class JEMConfig:
     """Hyperparameters of JEM training; the defaults are the paper's (official code).
@@ -56,9 +61,13 @@ class JEMConfig:
     iterations: int = option(1000, "Training iterations.", resumable=True)
     batch_size: int = option(64, "Minibatch size (the global batch under torchrun).")
     lr: float = option(1e-4, "Adam learning rate.")
-    warmup_iterations: int = option(1000, "Linear learning-rate warm-up.")
-    decay_iterations: list[int] = option(
-        [], "Iterations at which the lr is multiplied by --decay-rate, e.g. 160000,180000."
+    warmup_iterations: int | None = option(
+        None, "Linear learning-rate warm-up (none: 10% of --iterations, at most 1,000)."
+    )
+    decay_iterations: list[int] | None = option(
+        None,
+        "Iterations at which the lr is multiplied by --decay-rate, e.g. 160000,180000 "
+        "(none: at 80% and 90% of --iterations).",
     )
     decay_rate: float = option(0.3, "Step-decay factor.")
     p_x_weight: float = option(1.0, "Weight of the generative term (0: the plain classifier).")
@@ -91,11 +100,13 @@ class JEMConfig:
             check_positive_int(name, getattr(self, name))
         for name in ("checkpoint_every", "log_every"):
             check_positive_int(name, getattr(self, name))
-        check_nonnegative_int("warmup_iterations", self.warmup_iterations)
+        if self.warmup_iterations is not None:
+            check_nonnegative_int("warmup_iterations", self.warmup_iterations)
         check_nonnegative_int("max_rollbacks", self.max_rollbacks)
-        self.decay_iterations = [
-            check_positive_int("decay_iterations[i]", v) for v in self.decay_iterations
-        ]
+        if self.decay_iterations is not None:
+            self.decay_iterations = [
+                check_positive_int("decay_iterations[i]", v) for v in self.decay_iterations
+            ]
         check_probability("decay_rate", self.decay_rate, open_interval=True)
         for name in ("lr", "step_size", "divergence_threshold"):
             check_positive_float(name, getattr(self, name))
@@ -108,6 +119,24 @@ class JEMConfig:
         factor = check_positive_float("rollback_lr_factor", self.rollback_lr_factor)
         if factor > 1:
             raise ValueError(f"rollback_lr_factor must lie in (0, 1]; got {factor!r}")
+
+    @property
+    def schedule_points(self) -> tuple[int, tuple[int, ...]]:
+        """``(warm-up iterations, decay milestones)``, relative to ``iterations`` unless given.
+
+        The paper's schedule (1,000 warm-up iterations, decays at epochs 160 and 180 of
+        about 200) is written for ~150,000 iterations; as fractions it fits any length, so
+        a 400-iteration run leaves its warm-up after 40 and decays at 320 and 360. Given
+        explicitly (``--warmup-iterations 1000 --decay-iterations 160000,180000``) they are
+        taken as they are.
+        """
+        warmup = self.warmup_iterations
+        if warmup is None:
+            warmup = min(WARMUP_CAP, round(WARMUP_FRACTION * self.iterations))
+        decay = self.decay_iterations
+        if decay is None:
+            decay = [max(1, round(f * self.iterations)) for f in DECAY_FRACTIONS]
+        return warmup, tuple(decay)
 
     @property
     def uses_sampling(self) -> bool:

@@ -81,9 +81,7 @@ class JEMTrainer:
         self.forward = forward or model
         self.generator = torch.Generator(device=device).manual_seed(self._stream_seed(0))
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-        self.schedule = WarmupStepDecay(
-            config.warmup_iterations, tuple(config.decay_iterations), config.decay_rate
-        )
+        self.schedule = WarmupStepDecay(*config.schedule_points, config.decay_rate)
         self.buffer: ReplayBuffer | None = None
         if config.uses_sampling:
             size, world = config.buffer_size, self.context.world_size
