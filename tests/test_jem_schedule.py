@@ -40,3 +40,19 @@ def test_old_configs_keep_their_explicit_schedule():
     config = JEMRecipe.config_from({"training": {"n_iterations": 400, "warmup_iterations": 1000,
                                                  "decay_iterations": []}})  # fmt: skip
     assert config.training.schedule_points == (1000, ())
+
+
+def test_the_papers_recipe_is_one_config_file_away():
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "examples" / "jem_paper.yaml"
+    config = JEMRecipe.config_from_file(path)
+    assert (config.backbone, config.depth, config.widen_factor) == ("wrn", 28, 10)
+    training = config.training
+    assert (training.lr, training.n_steps, training.step_size, training.noise_scale) == (
+        1e-4,
+        20,
+        1.0,
+        0.01,
+    )
+    assert training.schedule_points == (1000, (150_000, 168_750))
