@@ -52,15 +52,15 @@ def _discover() -> None:
     _DISCOVERED = True
     import ebmlab.experiments as package
 
-    for module in pkgutil.iter_modules(package.__path__):
+    for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
         if module.name not in _INFRASTRUCTURE and not module.name.startswith("_"):
             importlib.import_module(f"{package.__name__}.{module.name}")
 
 
 def recipes() -> dict[str, type[Recipe]]:
-    """Every registered recipe by name, in registration order."""
+    """Every registered recipe by name, sorted (import order must not change the CLI)."""
     _discover()
-    return dict(_RECIPES)
+    return dict(sorted(_RECIPES.items()))
 
 
 def get_recipe(name: str) -> type[Recipe]:
