@@ -150,6 +150,17 @@ def average_gradients(module: nn.Module, context: DistributedContext) -> None:
             parameter.grad /= context.world_size
 
 
+def average_tensor(tensor: torch.Tensor, context: DistributedContext) -> torch.Tensor:
+    """The mean of ``tensor`` over ranks (a collective: call on all); ``tensor`` itself in one process."""
+    if not context.enabled:
+        return tensor
+    import torch.distributed as dist
+
+    total = tensor.clone()
+    dist.all_reduce(total)
+    return total.div_(context.world_size)
+
+
 def rank_generator(generator: torch.Generator, context: DistributedContext) -> torch.Generator:
     """The generator of this rank's sampling (Gibbs chains, binarisation).
 

@@ -25,9 +25,11 @@ from ebmlab.training.cd import (
     cd_loss,
     sparsity_penalty,
 )
+from ebmlab.training.centering import Centering, check_offset_rate
 from ebmlab.training.distributed import (
     DistributedContext,
     average_gradients,
+    average_tensor,
     mean_over_ranks,
     rank_generator,
     shard,
@@ -44,6 +46,8 @@ from ebmlab.training.optim import (
 # The exact pseudo-likelihood costs n_visible free energies per example; below this size it is
 # cheap, and it removes the stochastic version's large variance from the monitoring curves.
 EXACT_PLL_MAX_VISIBLE = 128
+# Rows of the training data whose means start the centering offsets: a stable mean, cheap.
+OFFSET_INIT_SIZE = 10_000
 
 
 class NonFiniteError(FloatingPointError):
@@ -71,6 +75,9 @@ class CDConfig:
         Optional target mean activation of hidden units and its penalty weight.
     dynamic_binarization
         Redraw binary data from the grey levels every epoch.
+    centering, offset_rate
+        Train in centered coordinates (:mod:`ebmlab.training.centering`), the offsets
+        following the data means at this moving-average rate.
     """
 
     epochs: int = option(10, "Passes over the training data.", resumable=True)
@@ -91,6 +98,10 @@ class CDConfig:
     dynamic_binarization: bool = option(
         False, "Redraw binary data every epoch (set by the recipes from binarization).", cli=False
     )
+    centering: bool = option(
+        False, "Centered gradient: offsets at the data means of v and p(h|v) (Melchior et al.)."
+    )
+    offset_rate: float = option(0.01, "Moving-average rate of the centering offsets, in (0, 1].")
 
     def __post_init__(self) -> None:
         check_sgd_settings(self)
@@ -100,6 +111,7 @@ class CDConfig:
         if self.sparsity_target is not None:
             check_probability("sparsity_target", self.sparsity_target, open_interval=True)
         check_nonnegative_float("sparsity_cost", self.sparsity_cost)
+        check_offset_rate(self.offset_rate)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -149,8 +161,11 @@ class CDTrainer:
         self.objective = ContrastiveDivergence(
             model, k=config.cd_k, persistent=config.persistent, n_chains=config.n_chains
         )
+        self.centering = Centering(model, rate=config.offset_rate) if config.centering else None
+        # Centering folds the weight decay into the centered update itself.
+        weight_decay = 0.0 if self.centering else config.weight_decay
         self.optimizer = build_sgd(
-            model, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+            model, lr=config.lr, momentum=config.momentum, weight_decay=weight_decay
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, LinearDecay(config.epochs, config.final_lr_fraction)
@@ -174,7 +189,9 @@ class CDTrainer:
             # spend most of their time there); tests/test_cd_direct.py proves it equal.
             loss = bernoulli_cd_gradients(self.model, v_data, h_data, v_model, h_model)
             average_gradients(self.model, self.context)
+            self._center(v_data, h_data)
             sgd_step(self.optimizer)
+            self._move_offsets(v_data, h_data)
             return float(loss)
         loss = cd_loss(self.model, v_data, h_data, v_model, h_model)
         if self.config.sparsity_target is not None and self.config.sparsity_cost > 0:
@@ -187,14 +204,39 @@ class CDTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         average_gradients(self.model, self.context)
+        self._center(v_data, h_data)
         self.optimizer.step()
+        self._move_offsets(v_data, h_data)
         return float(loss.detach())
+
+    def _center(self, v_data: torch.Tensor, h_data: torch.Tensor) -> None:
+        """Turn the plain gradients into the centered update's (no-op without centering)."""
+        if self.centering is None:
+            return
+        if self.centering.hidden_offset is None:  # update() called without train_epoch
+            self.centering.initialise(
+                average_tensor(v_data.mean(0, keepdim=True), self.context),
+                average_tensor(h_data.mean(0, keepdim=True), self.context),
+            )
+        self.centering.center_gradients(weight_decay=self.config.weight_decay)
+
+    def _move_offsets(self, v_data: torch.Tensor, h_data: torch.Tensor) -> None:
+        if self.centering is not None:
+            # Every rank moves its offsets by the global minibatch's means: they stay equal.
+            self.centering.update_offsets(
+                average_tensor(v_data.mean(0), self.context),
+                average_tensor(h_data.mean(0), self.context),
+            )
 
     def train_epoch(self, data: torch.Tensor, *, progress: bool = False) -> dict[str, float]:
         """One pass over ``data`` in a random order; returns the epoch's loss and seconds."""
         check_nonempty("data", data)
         self.model.check_visible(data, "data")
         config = self.config
+        if self.centering is not None and self.centering.hidden_offset is None:
+            with torch.no_grad():  # every rank holds the whole data: the same offsets
+                subset = data[:OFFSET_INIT_SIZE]
+                self.centering.initialise(subset, self.model.mean_h(subset))
         set_momentum(
             self.optimizer,
             config.momentum if self.epoch < config.momentum_switch_epoch else config.final_momentum,
@@ -266,6 +308,7 @@ class CDTrainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "objective": self.objective.state_dict(),
+            "centering": {} if self.centering is None else self.centering.state_dict(),
             "generator": self.generator.get_state(),
             "sampling_generator": self.sampling_generator.get_state(),
         }
@@ -275,6 +318,8 @@ class CDTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.objective.load_state_dict(state["objective"])
+        if self.centering is not None:
+            self.centering.load_state_dict(state.get("centering", {}))
         self.generator.set_state(state["generator"])
         if "sampling_generator" in state:  # older checkpoints: one generator for both
             self.sampling_generator.set_state(state["sampling_generator"])
