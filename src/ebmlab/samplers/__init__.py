@@ -1,8 +1,8 @@
 """Samplers: ``init(x0) -> state`` and ``step(state, *, generator) -> (state, info)``.
 
 Block Gibbs for layered binary models, Langevin dynamics and MALA for
-differentiable energies, SGLD as a posterior sampler (a torch optimizer), the
-replay buffer of persistent/JEM training, and step-size schedules.
+differentiable energies, SGLD as a posterior sampler (a torch optimizer), parallel tempering for
+PCD's negative phase, the replay buffer of persistent/JEM training, and step-size schedules.
 """
 
 from ebmlab.samplers.base import Sampler, run_chain
@@ -15,6 +15,7 @@ from ebmlab.samplers.precision import autocast_energy
 from ebmlab.samplers.replay_buffer import ClassGaussianInit, GaussianInit, ReplayBuffer, UniformInit
 from ebmlab.samplers.schedules import ConstantSchedule, PolynomialDecay
 from ebmlab.samplers.sgld import SGLD, PreconditionedSGLD, SampleCollector
+from ebmlab.samplers.tempering import ParallelTempering, TemperingState, temperature_ladder
 
 __all__ = [
     "MALA",
@@ -31,10 +32,12 @@ __all__ = [
     "Langevin",
     "LangevinState",
     "MALAState",
+    "ParallelTempering",
     "PolynomialDecay",
     "PreconditionedSGLD",
     "ReplayBuffer",
     "SampleCollector",
+    "TemperingState",
     "Sampler",
     "UniformInit",
     "autocast_energy",
@@ -42,4 +45,5 @@ __all__ = [
     "run_chain",
     "sample_dbm",
     "sample_visible",
+    "temperature_ladder",
 ]
