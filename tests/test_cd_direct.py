@@ -38,10 +38,13 @@ def test_gradients_and_loss_equal_autograd_of_the_cd_surrogate():
         torch.testing.assert_close(parameter.grad, expected[name], rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("momentum", [0.0, 0.9])
-def test_sgd_step_equals_torch_sgd_with_the_same_state(momentum):
+@pytest.mark.parametrize(("momentum", "dampened"), [(0.0, False), (0.9, False), (0.9, True)])
+def test_sgd_step_equals_torch_sgd_with_the_same_state(momentum, dampened):
     models = [tiny_rbm(), tiny_rbm()]
-    optimizers = [build_sgd(m, lr=0.1, momentum=momentum, weight_decay=0.01) for m in models]
+    optimizers = [
+        build_sgd(m, lr=0.1, momentum=momentum, weight_decay=0.01, dampened=dampened)
+        for m in models
+    ]
     schedulers = [
         torch.optim.lr_scheduler.LambdaLR(o, lambda epoch: 0.5**epoch) for o in optimizers
     ]
@@ -93,3 +96,18 @@ def test_models_with_other_energies_keep_the_autograd_path():
     assert not CDTrainer(model, CDConfig(), generator=torch.Generator())._direct
     sparse = CDConfig(sparsity_target=0.1, sparsity_cost=0.5)
     assert not CDTrainer(tiny_rbm(), sparse, generator=torch.Generator())._direct
+
+
+def test_dampened_momentum_moves_a_steady_gradient_by_lr_per_step():
+    """With buf = m buf + (1 - m) g a constant gradient g moves p by lr * g, not lr * g / (1 - m)."""
+    steps = {}
+    for dampened in (False, True):
+        model = tiny_rbm()
+        optimizer = build_sgd(model, lr=0.1, momentum=0.9, weight_decay=0.0, dampened=dampened)
+        for _ in range(200):  # long enough for the undampened velocity to reach g / (1 - m)
+            before = model.visible_bias.detach().clone()
+            model.visible_bias.grad = torch.ones_like(model.visible_bias)
+            sgd_step(optimizer)
+        steps[dampened] = float((before - model.visible_bias.detach()).mean())
+    assert steps[True] == pytest.approx(0.1, rel=1e-6)
+    assert steps[False] == pytest.approx(1.0, rel=1e-6)

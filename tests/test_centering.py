@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import math
 
 import pytest
 import torch
@@ -12,7 +11,7 @@ from ebmlab.estimators.exact import exact_log_likelihood, exact_log_partition
 from ebmlab.models import BernoulliRBM, GaussianBernoulliRBM
 from ebmlab.models.enumeration import enumerate_binary
 from ebmlab.training.cd import bernoulli_cd_gradients, cd_loss
-from ebmlab.training.centering import Centering, CenteredRBM
+from ebmlab.training.centering import CenteredRBM, Centering
 from ebmlab.training.trainer import CDConfig, CDTrainer
 
 F64 = torch.float64
@@ -221,29 +220,21 @@ def test_trainer_centering_direct_and_autograd_paths_agree(persistent):
         torch.testing.assert_close(offset_a, offset_b, rtol=0, atol=1e-12)
 
 
-def test_centering_changes_training_and_raises_the_exact_likelihood():
-    """On data far from the origin, centered CD-1 learns faster than plain CD-1 at the same lr."""
-    data = 1 - digits_like_data(n=200)  # mostly-on pixels: the hard case for plain RBMs
+def test_centered_training_learns_as_well_as_plain_training():
+    """Both raise the exact likelihood well above the start; centering loses nothing."""
+    data = 1 - digits_like_data(n=200)  # mostly-on pixels: far from the origin
+    start = BernoulliRBM(8, 6, generator=torch.Generator().manual_seed(0), dtype=F64)
+    initial = exact_log_likelihood(start, data)
     scores = {}
     for centering in (False, True):
-        model = BernoulliRBM(8, 6, generator=torch.Generator().manual_seed(0), dtype=F64)
-        config = CDConfig(
-            epochs=15,
-            batch_size=20,
-            lr=0.1,
-            momentum=0.0,
-            final_momentum=0.0,
-            weight_decay=0.0,
-            centering=centering,
-            offset_rate=0.1,
-        )
+        model = copy.deepcopy(start)
+        config = CDConfig(epochs=30, batch_size=20, lr=0.1, centering=centering, offset_rate=0.1)
         trainer = CDTrainer(model, config, generator=torch.Generator().manual_seed(1))
         for _ in range(config.epochs):
             trainer.train_epoch(data)
         scores[centering] = exact_log_likelihood(model, data)
-    # Both learn; centering at least as well (per-example nats; a broken transform loses).
+    assert scores[False] > initial + 0.5 and scores[True] > initial + 0.5, (initial, scores)
     assert scores[True] > scores[False] - 0.05, scores
-    assert math.isfinite(scores[True])
 
 
 def test_resume_with_centering_continues_bit_for_bit():

@@ -21,9 +21,9 @@ from ebmlab.training.trainer import CDConfig, CDTrainer
 def trained_trainer(seed: int = 0) -> CDTrainer:
     generator = torch.Generator().manual_seed(seed)
     model = BernoulliRBM(6, 3, generator=generator)
-    trainer = CDTrainer(
-        model, CDConfig(epochs=3, batch_size=4, persistent=True), generator=generator
-    )
+    # Momentum, so that the optimizer has state to save; centering, so that offsets exist.
+    config = CDConfig(epochs=3, batch_size=4, persistent=True, momentum=0.5, centering=True)
+    trainer = CDTrainer(model, config, generator=generator)
     trainer.train_epoch(torch.bernoulli(torch.full((16, 6), 0.3), generator=generator))
     return trainer
 
@@ -40,6 +40,8 @@ def test_round_trip_restores_model_optimizer_chains_and_rng(tmp_path):
     assert restored["epoch"] == 1
     assert torch.equal(restored["objective"]["chains"], trainer.objective.chains)
     assert torch.equal(restored["generator"], trainer.generator.get_state())
+    for name in ("visible_offset", "hidden_offset"):
+        assert torch.equal(restored["centering"][name], getattr(trainer.centering, name))
     momentum = trainer.optimizer.state_dict()["state"][0]["momentum_buffer"]
     assert torch.equal(restored["optimizer"]["state"][0]["momentum_buffer"], momentum)
     assert restored["optimizer"]["param_groups"] == trainer.optimizer.state_dict()["param_groups"]

@@ -48,7 +48,9 @@ def test_a_yaml_file_for_another_model_is_refused():
 
 def test_renames_move_old_keys_and_never_overwrite_new_ones():
     old = {"n_epochs": 3, "training": {"n_iterations": 5, "lr": 1.0}, "epochs": 7}
-    renamed = apply_renames(old, {"n_epochs": "epochs", "training.n_iterations": "training.iterations"})
+    renamed = apply_renames(
+        old, {"n_epochs": "epochs", "training.n_iterations": "training.iterations"}
+    )
     assert renamed == {"epochs": 7, "training": {"iterations": 5, "lr": 1.0}}
     assert old["training"]["n_iterations"] == 5  # the input is not changed
 
@@ -72,7 +74,9 @@ def test_gaussian_units_get_their_defaults_from_python_and_from_settings():
 def test_config_round_trips_through_its_yaml(tmp_path):
     from ebmlab.experiments.config import config_to_mapping, dump_yaml
 
-    config = RBMRecipe.config_from({"n_hidden": 7, "training": {"lr": 1e-3, "sparsity_target": 0.1}})
+    config = RBMRecipe.config_from(
+        {"n_hidden": 7, "training": {"lr": 1e-3, "sparsity_target": 0.1}}
+    )
     path = tmp_path / "config.yaml"
     path.write_text(dump_yaml(config_to_mapping(config, model="rbm")))
     assert RBMRecipe.config_from(read_yaml(path)) == config

@@ -86,9 +86,10 @@ def test_greedy_second_layer_raises_the_bound_on_tiny_data():
             one_layer.rbms[0].load_state_dict(dbn.rbms[0].state_dict())
             rbm_log_likelihood["value"] = dbn_exact_log_likelihood(one_layer, data).mean().item()
 
+    # Defaults: no momentum, the rate falling to zero; a large rate makes 60 epochs enough.
     configs = [
-        CDConfig(epochs=60, batch_size=20, lr=0.1, cd_k=5),
-        CDConfig(epochs=60, batch_size=20, lr=0.05, cd_k=5, dynamic_binarization=True),
+        CDConfig(epochs=60, batch_size=20, lr=0.5, cd_k=5),
+        CDConfig(epochs=60, batch_size=20, lr=0.5, cd_k=5, dynamic_binarization=True),
     ]
     train_greedy(
         dbn,

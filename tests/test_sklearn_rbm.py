@@ -174,6 +174,7 @@ def test_partial_fit_continues_the_persistent_chains():
             momentum=0,
             final_momentum=0,
             weight_decay=0,
+            centering=False,  # scikit-learn's plain step, as the adapter configures it
         )
         trainer = CDTrainer(model, config, generator=generator)
         trainer.update(torch.from_numpy(X1))

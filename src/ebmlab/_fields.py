@@ -10,9 +10,18 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+#: ``option(..., before=NOT_NEW)``: the field existed from the start.
+NOT_NEW = object()
+
 
 def option(
-    default: Any, help: str, *, resumable: bool = False, cli: bool = True, flag: str | None = None
+    default: Any,
+    help: str,
+    *,
+    resumable: bool = False,
+    cli: bool = True,
+    flag: str | None = None,
+    before: Any = NOT_NEW,
 ) -> Any:
     """A config field with its help text.
 
@@ -29,8 +38,13 @@ def option(
     flag : str, optional
         The option's name without dashes when the section prefix does not fit
         (``"patience"`` keeps ``--patience`` inside the ``finetune-`` section).
+    before : object, optional
+        For a field added after runs were saved without it: the value that reproduces
+        what those runs did (e.g. ``centering=False`` for runs that predate centering),
+        given to a run folder's config that lacks the key. A user's own partial config
+        file still gets ``default``.
     """
-    metadata = {"help": help, "resumable": resumable, "cli": cli, "flag": flag}
+    metadata = {"help": help, "resumable": resumable, "cli": cli, "flag": flag, "before": before}
     if isinstance(default, list | dict):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)

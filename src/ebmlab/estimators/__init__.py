@@ -7,7 +7,7 @@ from ebmlab.estimators.ais import LogZEstimate, ais_log_partition
 from ebmlab.estimators.annealing import AnnealingPath, annealing_path, check_betas, default_betas
 from ebmlab.estimators.dbm import DBMAnnealingPath, dbm_elbo, variational_bound  # registers the DBM
 from ebmlab.estimators.dbn_bound import DBNBound, dbn_exact_log_likelihood, dbn_log_likelihood_bound
-from ebmlab.estimators.evaluate import evaluate_log_likelihood
+from ebmlab.estimators.evaluate import evaluate_log_likelihood, quick_log_likelihood
 from ebmlab.estimators.exact import enumerate_binary, exact_log_likelihood, exact_log_partition
 from ebmlab.estimators.exact_bm import (  # registers the Boltzmann machine and Gaussian RBM
     bm_log_likelihood,
@@ -45,6 +45,7 @@ __all__ = [
     "gaussian_rbm_log_partition",
     "log_likelihood",
     "pseudo_log_likelihood",
+    "quick_log_likelihood",
     "raise_log_likelihood",
     "variational_bound",
 ]

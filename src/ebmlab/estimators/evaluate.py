@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import time
+from typing import Any
 
 import torch
 
@@ -12,7 +14,7 @@ from ebmlab.estimators.annealing import default_betas
 from ebmlab.estimators.likelihood import log_likelihood
 from ebmlab.estimators.reverse_ais import DEFAULT_RAISE_BETAS, raise_log_likelihood
 
-__all__ = ["evaluate_log_likelihood"]
+__all__ = ["evaluate_log_likelihood", "quick_log_likelihood"]
 
 
 def evaluate_log_likelihood(
@@ -127,3 +129,37 @@ def _raise_entry(
     entry = {key: getattr(estimate, key) for key in keys if hasattr(estimate, key)}
     entry["ais_value"] = log_likelihood(model, subset, log_z).value
     return {key: entry[key] for key in keys}
+
+
+def quick_log_likelihood(
+    model: Any,
+    data: torch.Tensor,
+    *,
+    train_data: torch.Tensor | None = None,
+    n_chains: int = 16,
+    n_betas: int = 1000,
+    generator: torch.Generator | None = None,
+) -> dict[str, Any]:
+    """A cheap AIS estimate of the mean log-likelihood of ``data``, for curves while training.
+
+    Few chains and a short schedule (``default_betas(n_betas)``): biased and noisy
+    compared with :func:`evaluate_log_likelihood` at its defaults, and labelled so.
+    Returns ``{"value", "lower", "upper", "method"}`` with ``None`` for an infinite bound
+    (JSON has no infinity).
+    """
+    check_positive_int("n_chains", n_chains)
+    betas = default_betas(check_positive_int("n_betas", n_betas))
+    log_z = ais_log_partition(
+        model, n_chains=n_chains, betas=betas, base_data=train_data, generator=generator
+    )
+    estimate = log_likelihood(model, data, log_z)
+
+    def finite(value: float) -> float | None:
+        return float(value) if math.isfinite(value) else None
+
+    return {
+        "value": finite(estimate.value),
+        "lower": finite(estimate.lower),
+        "upper": finite(estimate.upper),
+        "method": f"AIS, {n_chains} chains x {n_betas} temperatures (cheap, for monitoring)",
+    }

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import ebmlab
-from ebmlab._fields import option, section
+from ebmlab._fields import NOT_NEW, option, section
 
 __all__ = ["option", "section"]
 
@@ -220,6 +220,24 @@ def resumable_fields(config_class: type, prefix: str = "") -> set[str]:
         elif field.metadata.get("resumable"):
             names.add(prefix + field.name)
     return names
+
+
+def fill_fields_older_runs_lack(config_class: type, settings: dict[str, Any]) -> dict[str, Any]:
+    """A saved run's settings with every field it predates set to its ``before`` value.
+
+    A run folder's ``config.yaml`` holds every field of its release, so a missing key
+    means the field is newer than the run: it gets the value that reproduces the run.
+    """
+    filled = dict(settings)
+    for field in dataclasses.fields(config_class):
+        if field.metadata.get("section"):
+            if isinstance(filled.get(field.name), dict):
+                filled[field.name] = fill_fields_older_runs_lack(
+                    _section_class(field), filled[field.name]
+                )
+        elif field.name not in filled and field.metadata.get("before", NOT_NEW) is not NOT_NEW:
+            filled[field.name] = field.metadata["before"]
+    return filled
 
 
 def _section_class(field: dataclasses.Field) -> type:

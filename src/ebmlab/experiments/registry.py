@@ -17,7 +17,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ebmlab._validation import check_positive_int
-from ebmlab.experiments.config import apply_renames, config_from_mapping
+from ebmlab.experiments.config import (
+    apply_renames,
+    config_from_mapping,
+    fill_fields_older_runs_lack,
+)
 from ebmlab.experiments.limits import check_memory, memory_errors
 from ebmlab.experiments.run_folder import RunFolder, RunFolderError
 from ebmlab.training.checkpoint import CheckpointError
@@ -85,6 +89,7 @@ def read_run_config(folder: RunFolder) -> tuple[type[Recipe], Any]:
     settings = folder.read_config()
     recipe_class = get_recipe(str(settings["model"]))
     settings = apply_renames(settings, recipe_class.renames)
+    settings = fill_fields_older_runs_lack(recipe_class.config_class, settings)
     config = config_from_mapping(
         recipe_class.config_class,
         settings,

@@ -169,7 +169,7 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return model, generator
 
     def _trainer(self, model: nn.Module, generator: torch.Generator) -> CDTrainer:
-        # momentum 0 and weight decay 0 make the update scikit-learn's plain SGD step.
+        # No momentum, decay, centering or lr schedule: scikit-learn's plain SGD step.
         config = CDConfig(
             epochs=max(int(self.n_iter), 1),
             batch_size=int(self.batch_size),
@@ -180,6 +180,8 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             momentum=0.0,
             final_momentum=0.0,
             weight_decay=0.0,
+            final_lr_fraction=1.0,
+            centering=False,
         )
         return CDTrainer(model, config, generator=generator)
 

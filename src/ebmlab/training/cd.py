@@ -34,6 +34,7 @@ from torch.nn import functional as F
 from ebmlab._validation import check_positive_int
 from ebmlab.samplers.base import run_chain
 from ebmlab.samplers.gibbs import BlockGibbs, GibbsState
+from ebmlab.samplers.tempering import ParallelTempering, TemperingState
 
 
 def cd_loss(
@@ -126,22 +127,37 @@ class ContrastiveDivergence:
         restarts chains at the data (CD).
     n_chains : int, optional
         Number of persistent chains; defaults to the first batch's size.
+    tempering : ParallelTempering, optional
+        Persistent chains only: each of the ``k`` sweeps is a parallel-tempering step
+        (a Gibbs sweep at every temperature, then replica swaps), and the beta = 1
+        replicas are the negative samples (Desjardins et al. 2010).
 
     Notes
     -----
-    The persistent chains live in :attr:`chains` and are part of the trainer's
+    The persistent chains live in :attr:`chains` (with tempering, :attr:`tempering_state`:
+    every replica, the ladder and the swap counters) and are part of the trainer's
     checkpoint, so a resumed run continues the same Markov chains.
     """
 
     def __init__(
-        self, model: Any, *, k: int = 1, persistent: bool = False, n_chains: int | None = None
+        self,
+        model: Any,
+        *,
+        k: int = 1,
+        persistent: bool = False,
+        n_chains: int | None = None,
+        tempering: ParallelTempering | None = None,
     ) -> None:
         self.model = model
         self.k = check_positive_int("k", k)
         self.persistent = persistent
         self.n_chains = None if n_chains is None else check_positive_int("n_chains", n_chains)
+        if tempering is not None and not persistent:
+            raise ValueError("tempering needs persistent chains (persistent=True)")
         self.sampler = BlockGibbs(model)
+        self.tempering = tempering
         self.chains: torch.Tensor | None = None
+        self.tempering_state: TemperingState | None = None
 
     def negatives(
         self,
@@ -154,12 +170,11 @@ class ContrastiveDivergence:
 
         ``h_data`` = p(h = 1 | v_data): CD's first Gibbs step samples from it.
         """
+        if self.tempering is not None:
+            return self._tempered_negatives(v_data, generator)
         if self.persistent:
             if self.chains is None:
-                n = self.n_chains or v_data.shape[0]
-                self.chains = v_data[
-                    torch.arange(n, device=v_data.device) % v_data.shape[0]
-                ].clone()
+                self.chains = self._initial_chains(v_data)
             start = GibbsState(visible=self.chains)
         else:
             start = GibbsState(visible=v_data, hidden_mean=h_data)
@@ -169,10 +184,28 @@ class ContrastiveDivergence:
         with torch.no_grad():
             return state.visible, self.model.mean_h(state.visible)
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
+    def _initial_chains(self, v_data: torch.Tensor) -> torch.Tensor:
+        n = self.n_chains or v_data.shape[0]
+        return v_data[torch.arange(n, device=v_data.device) % v_data.shape[0]].clone()
+
+    def _tempered_negatives(self, v_data, generator) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.tempering_state is None:
+            self.tempering_state = self.tempering.init(self._initial_chains(v_data))
+        state, _, _ = run_chain(self.tempering, self.tempering_state, self.k, generator=generator)
+        self.tempering_state = state
+        with torch.no_grad():
+            return state.cold, self.model.mean_h(state.cold)
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.tempering_state is not None:
+            return {"tempering": self.tempering.state_dict(self.tempering_state)}
         return {} if self.chains is None else {"chains": self.chains}
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.tempering is not None:
+            saved = state.get("tempering")
+            self.tempering_state = None if saved is None else self.tempering.load_state_dict(saved)
+            return
         chains = state.get("chains")
         if chains is not None:
             # Checkpoints load on the CPU; the chains continue on the model's device.

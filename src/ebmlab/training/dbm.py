@@ -45,7 +45,18 @@ from ebmlab.training.optim import LinearDecay, build_sgd, check_sgd_settings, se
 from ebmlab.training.trainer import CDConfig, NonFiniteError
 
 # Pretraining's own defaults where they differ from CDConfig's: persistent chains.
-PRETRAINING_DEFAULTS = {"epochs": 10, "lr": 0.05, "persistent": True, "cd_k": 1}
+# The doubled RBMs keep the schedule DBM pretraining was measured with (momentum 0.5 then
+# 0.9, a constant rate); centering is not defined for their tied copies.
+PRETRAINING_DEFAULTS = {
+    "epochs": 10,
+    "lr": 0.05,
+    "persistent": True,
+    "cd_k": 1,
+    "momentum": 0.5,
+    "final_momentum": 0.9,
+    "final_lr_fraction": 1.0,
+    "centering": False,
+}
 
 
 @dataclass

@@ -29,11 +29,19 @@ def check_sgd_settings(config: Any) -> None:
 
 
 def build_sgd(
-    model: nn.Module, *, lr: float, momentum: float, weight_decay: float
+    model: nn.Module,
+    *,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    dampened: bool = False,
 ) -> torch.optim.SGD:
     """SGD with momentum, applying weight decay to weight matrices but not to biases.
 
     Decaying biases would pull them towards zero for no reason (Hinton's guide, section 10).
+    ``dampened`` sets torch's dampening to the momentum, ``buf = m buf + (1 - m) g``: the
+    velocity is an average of gradients, so a steady gradient moves the parameters by
+    ``lr`` per step instead of ``lr / (1 - m)`` (ten times more at m = 0.9).
     """
     decay = [p for name, p in model.named_parameters() if "weight" in name]
     no_decay = [p for name, p in model.named_parameters() if "weight" not in name]
@@ -43,22 +51,24 @@ def build_sgd(
     ]
     # The fused kernel applies decay, momentum and the update in one pass over each
     # weight matrix (measured 1.9x faster than the default on a 784x500 matrix).
-    return torch.optim.SGD(groups, lr=lr, momentum=momentum, fused=True)
+    dampening = momentum if dampened else 0.0
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum, dampening=dampening, fused=True)
 
 
 @torch.no_grad()
 def sgd_step(optimizer: torch.optim.SGD) -> None:
     """The step ``optimizer.step()`` takes, without its per-call bookkeeping.
 
-    Same update and the same state as :class:`torch.optim.SGD` (no dampening, no
-    Nesterov): ``g = grad + weight_decay * p``; ``buf = g`` on the first step, else
-    ``buf = momentum * buf + g``; ``p -= lr * buf``. The momentum buffers live in
+    Same update and the same state as :class:`torch.optim.SGD` (no Nesterov):
+    ``g = grad + weight_decay * p``; ``buf = g`` on the first step, else
+    ``buf = momentum * buf + (1 - dampening) * g``; ``p -= lr * buf``. The momentum buffers live in
     ``optimizer.state`` under torch's own key, so checkpoints and a later
     ``optimizer.step()`` continue seamlessly. Worth it for small models, where the
     wrapper (hooks, profiling, the fused kernel's launch) costs more than the maths.
     """
     for group in optimizer.param_groups:
         lr, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
+        keep = 1.0 - group["dampening"]
         for parameter in group["params"]:
             grad = parameter.grad
             if grad is None:
@@ -71,15 +81,19 @@ def sgd_step(optimizer: torch.optim.SGD) -> None:
                 if buffer is None:
                     state["momentum_buffer"] = buffer = grad.clone()
                 else:
-                    buffer.mul_(momentum).add_(grad)
+                    buffer.mul_(momentum).add_(grad, alpha=keep)
                 grad = buffer
             parameter.add_(grad, alpha=-lr)
     optimizer._opt_called = True  # what optimizer.step() tells LR schedulers: a step was taken
 
 
-def set_momentum(optimizer: torch.optim.Optimizer, momentum: float) -> None:
+def set_momentum(
+    optimizer: torch.optim.Optimizer, momentum: float, *, dampened: bool = False
+) -> None:
+    """Set every group's momentum (and, when ``dampened``, its dampening to match)."""
     for group in optimizer.param_groups:
         group["momentum"] = momentum
+        group["dampening"] = momentum if dampened else 0.0
 
 
 class LinearDecay:

@@ -19,6 +19,7 @@ from ebmlab._validation import (
     check_probability,
 )
 from ebmlab.models.rbm import BernoulliRBM
+from ebmlab.samplers.tempering import ParallelTempering, temperature_ladder
 from ebmlab.training.cd import (
     ContrastiveDivergence,
     bernoulli_cd_gradients,
@@ -56,7 +57,12 @@ class NonFiniteError(FloatingPointError):
 
 @dataclass
 class CDConfig:
-    """Hyperparameters of CD-k / PCD-k training (defaults from Hinton's practical guide).
+    """Hyperparameters of CD-k / PCD-k training.
+
+    The defaults were chosen by measurement (benchmarks/RESULTS.md, "Choosing the RBM
+    defaults"): the centered gradient, no momentum and a learning rate falling linearly
+    to zero (Tieleman 2008). Momentum 0.9 on a fixed learning rate, the guide's classic
+    recipe, multiplies the step by ten and wrecks the persistent chains' mixing.
 
     Attributes
     ----------
@@ -65,12 +71,15 @@ class CDConfig:
     cd_k, persistent, n_chains
         Gibbs steps per update; PCD when ``persistent``; number of persistent chains
         (default: ``batch_size``).
-    momentum, final_momentum, momentum_switch_epoch
-        Momentum 0.5 for the first epochs, then 0.9 (Hinton's guide, section 9).
+    momentum, final_momentum, momentum_switch_epoch, dampened_momentum
+        ``momentum`` for the first epochs, then ``final_momentum`` (Hinton's guide,
+        section 9, uses 0.5 then 0.9; the defaults use none); dampened, the velocity
+        averages the gradients and the step stays ``lr``.
     weight_decay
         L2 penalty on weights only.
     final_lr_fraction
-        The learning rate falls linearly to this fraction of ``lr`` by the last epoch.
+        The learning rate falls linearly to this fraction of ``lr`` by the last epoch
+        (default 0: to zero, so the last epochs average out the sampling noise).
     sparsity_target, sparsity_cost
         Optional target mean activation of hidden units and its penalty weight.
     dynamic_binarization
@@ -78,19 +87,28 @@ class CDConfig:
     centering, offset_rate
         Train in centered coordinates (:mod:`ebmlab.training.centering`), the offsets
         following the data means at this moving-average rate.
+    tempering, tempering_min_beta, tempering_ladder, tempering_target_acceptance
+        Parallel tempering (:class:`~ebmlab.samplers.tempering.ParallelTempering`) with
+        this many replicas for PCD's negative phase; the ladder's spacing, its smallest
+        inverse temperature, and an optional swap acceptance rate it adapts towards.
     """
 
     epochs: int = option(10, "Passes over the training data.", resumable=True)
     batch_size: int = option(100, "Minibatch size.")
-    lr: float = option(0.05, "Learning rate.")
+    lr: float = option(0.1, "Learning rate.")
     cd_k: int = option(1, "Gibbs steps per update (the k of CD-k).")
     persistent: bool = option(False, "Persistent chains (PCD-k) instead of restarting at the data.")
     n_chains: int | None = option(None, "Persistent chains (none: batch size).")
-    momentum: float = option(0.5, "Initial momentum.")
-    final_momentum: float = option(0.9, "Momentum after momentum_switch_epoch.")
+    momentum: float = option(0.0, "Initial momentum.")
+    final_momentum: float = option(0.0, "Momentum after momentum_switch_epoch.")
     momentum_switch_epoch: int = option(5, "Epoch at which momentum switches.")
+    dampened_momentum: bool = option(
+        False,
+        "Momentum averages the gradients (buf = m buf + (1 - m) g), so the step stays lr "
+        "instead of growing to lr / (1 - m).",
+    )
     weight_decay: float = option(1e-4, "L2 penalty on the weights.")
-    final_lr_fraction: float = option(1.0, "The learning rate decays linearly to this fraction.")
+    final_lr_fraction: float = option(0.0, "The learning rate decays linearly to this fraction.")
     sparsity_target: float | None = option(
         None, "Target mean hidden activation (none: no penalty)."
     )
@@ -99,9 +117,19 @@ class CDConfig:
         False, "Redraw binary data every epoch (set by the recipes from binarization).", cli=False
     )
     centering: bool = option(
-        False, "Centered gradient: offsets at the data means of v and p(h|v) (Melchior et al.)."
+        True,
+        "Centered gradient: offsets at the data means of v and p(h|v) (Melchior et al.).",
+        before=False,
     )
     offset_rate: float = option(0.01, "Moving-average rate of the centering offsets, in (0, 1].")
+    tempering: int = option(
+        1, "Parallel-tempering replicas for the negative phase (1: none; needs persistent)."
+    )
+    tempering_min_beta: float = option(0.1, "Smallest inverse temperature of the ladder.")
+    tempering_ladder: str = option("geometric", "Ladder spacing: geometric or linear.")
+    tempering_target_acceptance: float | None = option(
+        None, "Adapt the ladder towards this swap acceptance rate (none: a fixed ladder)."
+    )
 
     def __post_init__(self) -> None:
         check_sgd_settings(self)
@@ -112,12 +140,41 @@ class CDConfig:
             check_probability("sparsity_target", self.sparsity_target, open_interval=True)
         check_nonnegative_float("sparsity_cost", self.sparsity_cost)
         check_offset_rate(self.offset_rate)
+        check_positive_int("tempering", self.tempering)
+        if self.tempering > 1:
+            if not self.persistent:
+                raise ValueError("tempering > 1 needs persistent=True (PCD with tempered chains)")
+            # Builds the ladder once: its own errors name the bad setting.
+            temperature_ladder(
+                self.tempering, min_beta=self.tempering_min_beta, kind=self.tempering_ladder
+            )
+            if self.tempering_target_acceptance is not None:
+                check_probability(
+                    "tempering_target_acceptance",
+                    self.tempering_target_acceptance,
+                    open_interval=True,
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 EpochCallback = Callable[[int, dict[str, Any]], None]
+
+
+def build_tempering(model: nn.Module, config: CDConfig) -> ParallelTempering | None:
+    """The parallel-tempering sampler ``config`` asks for, or None (``tempering == 1``)."""
+    if config.tempering == 1:
+        return None
+    target = config.tempering_target_acceptance
+    return ParallelTempering(
+        model,
+        n_replicas=config.tempering,
+        min_beta=config.tempering_min_beta,
+        ladder=config.tempering_ladder,
+        adapt=target is not None,
+        target_acceptance=0.3 if target is None else target,
+    )
 
 
 class CDTrainer:
@@ -159,13 +216,21 @@ class CDTrainer:
         self.context = context or DistributedContext(device=str(generator.device))
         self.sampling_generator = rank_generator(generator, self.context)
         self.objective = ContrastiveDivergence(
-            model, k=config.cd_k, persistent=config.persistent, n_chains=config.n_chains
+            model,
+            k=config.cd_k,
+            persistent=config.persistent,
+            n_chains=config.n_chains,
+            tempering=build_tempering(model, config),
         )
         self.centering = Centering(model, rate=config.offset_rate) if config.centering else None
         # Centering folds the weight decay into the centered update itself.
         weight_decay = 0.0 if self.centering else config.weight_decay
         self.optimizer = build_sgd(
-            model, lr=config.lr, momentum=config.momentum, weight_decay=weight_decay
+            model,
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=weight_decay,
+            dampened=config.dampened_momentum,
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, LinearDecay(config.epochs, config.final_lr_fraction)
@@ -240,6 +305,7 @@ class CDTrainer:
         set_momentum(
             self.optimizer,
             config.momentum if self.epoch < config.momentum_switch_epoch else config.final_momentum,
+            dampened=config.dampened_momentum,
         )
         start = time.perf_counter()
         order = torch.randperm(
@@ -250,6 +316,7 @@ class CDTrainer:
             from tqdm.auto import tqdm
 
             batches = tqdm(batches, desc=f"epoch {self.epoch + 1}/{config.epochs}", leave=False)
+        counters = self._tempering_counters()
         total, count = 0.0, 0
         for index in batches:
             v = data[shard(index, self.context)]
@@ -266,7 +333,29 @@ class CDTrainer:
         self.scheduler.step()
         self.epoch += 1
         loss = mean_over_ranks({"loss": total / count}, self.context)["loss"]
-        return {"loss": loss, "epoch_seconds": time.perf_counter() - start}
+        record = {"loss": loss, "epoch_seconds": time.perf_counter() - start}
+        return record | self._tempering_metrics(counters)
+
+    def _tempering_counters(self) -> tuple[torch.Tensor, torch.Tensor, int] | None:
+        state = self.objective.tempering_state
+        if state is None:
+            return None
+        return state.swap_attempts.clone(), state.swap_accepts.clone(), int(state.round_trips)
+
+    def _tempering_metrics(self, before) -> dict[str, Any]:
+        """This epoch's swap acceptance per neighbour pair, its minimum, the round trips, the ladder."""
+        state = self.objective.tempering_state
+        if state is None:
+            return {}
+        attempts, accepts, trips = (0, 0, 0) if before is None else before
+        attempts = (state.swap_attempts - attempts).clamp(min=1)
+        acceptance = ((state.swap_accepts - accepts) / attempts).tolist()
+        return {
+            "tempering_swap_acceptance": acceptance,
+            "tempering_swap_acceptance_min": min(acceptance, default=float("nan")),
+            "tempering_round_trips": int(state.round_trips) - trips,
+            "tempering_min_beta": float(state.betas[-1]),
+        }
 
     def _check_parameters(self) -> None:
         for name, parameter in self.model.named_parameters():
