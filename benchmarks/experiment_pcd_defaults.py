@@ -33,6 +33,7 @@ NOMINAL = {"epochs": 15, "batch_size": 100, "lr": 0.05, "cd_k": 1, "persistent":
 # What each variant sets on top of NOMINAL (everything else at CDConfig's defaults).
 VARIANTS = {
     "defaults": {},
+    "recommended (defaults, lr 0.1)": {"lr": 0.1},
     "no momentum or decay": {"momentum": 0.0, "final_momentum": 0.0, "weight_decay": 0.0},
     "dampened momentum": {"dampened_momentum": True},
     "lr->0": {"final_lr_fraction": 0.0},

@@ -20,7 +20,28 @@ from ebmlab.training.checkpoint import load_checkpoint
 
 # Options that make each recipe's run take a second or two, and the steps to stop after.
 TINY: dict[str, tuple[list[str], int]] = {
-    "rbm": (["--n-hidden", "8", "--epochs", "3", "--batch-size", "50", "--persistent"], 1),
+    # PCD with tempering and a likelihood logged while training: every replica and the
+    # centering offsets must resume bit for bit (plain PCD: tests/test_resume.py).
+    "rbm": (
+        [
+            "--n-hidden",
+            "8",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "50",
+            "--persistent",
+            "--tempering",
+            "3",
+            "--loglik-every",
+            "1",
+            "--loglik-chains",
+            "4",
+            "--loglik-betas",
+            "20",
+        ],
+        1,
+    ),  # fmt: skip
     "dbn": (["--layers", "8,4", "--epochs", "1", "--finetune-epochs", "2"], 1),
     "dbm": (["--layers", "8,4", "--epochs", "2", "--pretrain-epochs", "1"], 1),
     "bm": (["--n-hidden", "1", "--epochs", "4", "--checkpoint-every", "1"], 2),

@@ -150,7 +150,12 @@ def quick_log_likelihood(
     check_positive_int("n_chains", n_chains)
     betas = default_betas(check_positive_int("n_betas", n_betas))
     log_z = ais_log_partition(
-        model, n_chains=n_chains, betas=betas, base_data=train_data, generator=generator
+        model,
+        n_chains=n_chains,
+        betas=betas,
+        base_data=train_data,
+        generator=generator,
+        progress=False,
     )
     estimate = log_likelihood(model, data, log_z)
 

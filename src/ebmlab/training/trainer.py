@@ -128,7 +128,7 @@ class CDConfig:
     tempering_min_beta: float = option(0.1, "Smallest inverse temperature of the ladder.")
     tempering_ladder: str = option("geometric", "Ladder spacing: geometric or linear.")
     tempering_target_acceptance: float | None = option(
-        None, "Adapt the ladder towards this swap acceptance rate (none: a fixed ladder)."
+        0.3, "Adapt the ladder towards this swap acceptance rate (none: a fixed ladder)."
     )
 
     def __post_init__(self) -> None:
