@@ -4,8 +4,10 @@ r"""The machinery shared by the RBM transformers: PCD-k / CD-k fitting, state, r
 distribution: scikit-learn's validation, the fit / partial_fit loops on
 :class:`ebmlab.training.CDTrainer`, the NumPy attributes that are the estimator's only
 state, the torch random stream kept with them, ``transform`` (:math:`p(h = 1 \mid v)`)
-and ``gibbs``. The subclasses say which ebmlab model they fit, how its parameters start,
-what their input may be, what ``score_samples`` is and what ``verbose`` prints.
+and ``gibbs``. With ``centering=True`` the updates are the centered gradient of
+:mod:`ebmlab.training.centering`, its offsets fitted state like the persistent chains.
+The subclasses say which ebmlab model they fit, how its parameters start, what their
+input may be, what ``score_samples`` is and what ``verbose`` prints.
 """
 
 from __future__ import annotations
@@ -23,7 +25,24 @@ from torch import nn
 from ebmlab._validation import check_positive_float
 from ebmlab.samplers.gibbs import BlockGibbs
 from ebmlab.sklearn._common import SEED_BOUND, TORCH_DTYPES, as_int, device_of, to_tensor
+from ebmlab.training.centering import check_offset_rate
 from ebmlab.training.trainer import CDConfig, CDTrainer, NonFiniteError
+
+
+def _check_offset_rate(value: object) -> float:
+    """``offset_rate`` in (0, 1], checked whether or not centering is on (as CDConfig does)."""
+    try:
+        return check_offset_rate(value)
+    except ValueError:
+        # One message for every bad value (the shared check says [0, 1] for some of them).
+        raise ValueError(
+            f"offset_rate must be a number in (0, 1] (the centering offsets' moving-average "
+            f"rate); got {value!r}"
+        ) from None
+
+
+def _as_array(tensor: torch.Tensor | None) -> np.ndarray | None:
+    return None if tensor is None else tensor.detach().cpu().numpy().copy()
 
 
 class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -116,7 +135,7 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """One CD-k / PCD-k update with all of ``X`` as the minibatch.
 
         The first call initialises the model like :meth:`fit`; later calls continue
-        the same persistent chains and random stream.
+        the same persistent chains, centering offsets and random stream.
 
         Parameters
         ----------
@@ -143,6 +162,8 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         trainer = self._trainer(model, generator)
         if self.persistent and getattr(self, "_chains", None) is not None:
             trainer.objective.chains = torch.tensor(self._chains, device=device)
+        if not first_call:
+            self._restore_offsets(trainer, device)
         loss = trainer.update(data)
         parameters = torch.cat([p.detach().flatten() for p in model.parameters()])
         if not (np.isfinite(loss) and torch.isfinite(parameters).all()):
@@ -168,8 +189,22 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self._chains = None
         return model, generator
 
+    def _restore_offsets(self, trainer: CDTrainer, device: torch.device) -> None:
+        """Give ``trainer`` the offsets an earlier update left, as the chains are carried.
+
+        Without stored offsets (the earlier updates did not center) the trainer starts
+        them from this minibatch, as a first update does.
+        """
+        if trainer.centering is None or getattr(self, "hidden_offset_", None) is None:
+            return
+        offsets = {"visible_offset": self.visible_offset_, "hidden_offset": self.hidden_offset_}
+        trainer.centering.load_state_dict(
+            {name: torch.tensor(value, device=device) for name, value in offsets.items()}
+        )
+
     def _trainer(self, model: nn.Module, generator: torch.Generator) -> CDTrainer:
-        # No momentum, decay, centering or lr schedule: scikit-learn's plain SGD step.
+        # No momentum, decay or lr schedule, and by default no centering: scikit-learn's
+        # plain SGD step.
         config = CDConfig(
             epochs=max(int(self.n_iter), 1),
             batch_size=int(self.batch_size),
@@ -181,7 +216,8 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             final_momentum=0.0,
             weight_decay=0.0,
             final_lr_fraction=1.0,
-            centering=False,
+            centering=bool(self.centering),
+            offset_rate=float(self.offset_rate),
         )
         return CDTrainer(model, config, generator=generator)
 
@@ -200,6 +236,9 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             else model.sample_h(chains, generator=trainer.generator).cpu().numpy()
         )
         self._save_generator(trainer.generator)
+        offsets = {} if trainer.centering is None else trainer.centering.state_dict()
+        self.visible_offset_ = _as_array(offsets.get("visible_offset"))
+        self.hidden_offset_ = _as_array(offsets.get("hidden_offset"))
 
     def _report(self, model: nn.Module, data: torch.Tensor, iteration: int, begin: float) -> float:
         # A generator of its own, so that verbose output never changes the fit.
@@ -282,6 +321,9 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         as_int("cd_k", self.cd_k, minimum=1)
         if not isinstance(self.persistent, bool | np.bool_):
             raise TypeError(f"persistent must be a bool; got {self.persistent!r}")
+        if not isinstance(self.centering, bool | np.bool_):
+            raise ValueError(f"centering must be True or False; got {self.centering!r}")
+        _check_offset_rate(self.offset_rate)
         return self._device()
 
     def _device(self) -> torch.device:

@@ -61,6 +61,16 @@ class GaussianBernoulliRBM(RBMTransformer):
         CD restarting the chains at the data each update when False.
     device : str or torch.device, default="cpu"
         Where the torch computations run; the fitted attributes are NumPy arrays.
+    centering : bool, default=False
+        Train with the centered gradient on the hidden side (Melchior, Fischer & Wiskott,
+        2016): :math:`\Delta W \propto \langle v (h-\lambda)^\top \rangle_{\rm data}
+        - \langle v (h-\lambda)^\top \rangle_{\rm model}`, with :math:`\lambda` following the
+        data mean of :math:`p(h = 1 \mid v)` (standardised data: :math:`\mu = 0`). The
+        fitted model stays a plain Gaussian-Bernoulli RBM; False is the plain step.
+    offset_rate : float, default=0.01
+        Moving-average rate :math:`\nu` in (0, 1] of the offset: after each update
+        :math:`\lambda \leftarrow (1 - \nu)\lambda + \nu \langle p(h = 1 \mid v) \rangle_{\rm
+        batch}`. Checked, but unused, when ``centering=False``.
 
     Attributes
     ----------
@@ -73,6 +83,11 @@ class GaussianBernoulliRBM(RBMTransformer):
     h_samples_ : ndarray of shape (batch_size, n_components) or None
         Hidden units sampled from :math:`p(h \mid v)` at the persistent chains'
         visible state; None when ``persistent=False`` or before the first update.
+    visible_offset_ : ndarray of shape (n_features,) or None
+        Zeros when ``centering=True`` (the visible side is not centered); None otherwise.
+    hidden_offset_ : ndarray of shape (n_components,) or None
+        The centering offset :math:`\lambda` after the last update (where
+        :meth:`partial_fit` continues); None when ``centering=False``.
     n_features_in_ : int
         Number of features seen during :meth:`fit`.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -106,7 +121,10 @@ class GaussianBernoulliRBM(RBMTransformer):
     \langle v h^\top \rangle_{\rm model}` for :math:`W`, :math:`\langle h \rangle_{\rm
     data} - \langle h \rangle_{\rm model}` for :math:`c` and :math:`\langle v
     \rangle_{\rm data} - \langle v \rangle_{\rm model}` for :math:`b`; no momentum, no
-    weight decay. The weights start from :math:`\mathcal{N}(0, 0.01^2)`, the hidden
+    weight decay. With ``centering=True`` the interaction is written
+    :math:`v^\top W (h - \lambda)`: the plain model with :math:`b = b' - W\lambda` (Melchior
+    et al.; :mod:`ebmlab.training.centering` has the update), so only the step differs
+    and every other method is unchanged. The weights start from :math:`\mathcal{N}(0, 0.01^2)`, the hidden
     biases at zero and the visible means at the mean of the first data seen (the
     maximum-likelihood value without weights; Hinton's guide, section 8). The model
     negatives of a Gaussian RBM are real-valued samples, so :meth:`gibbs` returns
@@ -118,7 +136,8 @@ class GaussianBernoulliRBM(RBMTransformer):
     ----------
     Hinton, G. (2010). A practical guide to training restricted Boltzmann machines,
     section 13.2. UTML TR 2010-003. Cho, K., Ilin, A. & Raiko, T. (2011). Improved
-    learning of Gaussian-Bernoulli restricted Boltzmann machines. ICANN.
+    learning of Gaussian-Bernoulli restricted Boltzmann machines. ICANN. Melchior, J.,
+    Fischer, A. & Wiskott, L. (2016). How to center deep Boltzmann machines. JMLR 17(99).
     """
 
     _torch_model = _TorchGaussianRBM
@@ -136,6 +155,8 @@ class GaussianBernoulliRBM(RBMTransformer):
         cd_k=1,
         persistent=True,
         device="cpu",
+        centering=False,
+        offset_rate=0.01,
     ):
         self.n_components = n_components
         self.learning_rate = learning_rate
@@ -146,6 +167,8 @@ class GaussianBernoulliRBM(RBMTransformer):
         self.cd_k = cd_k
         self.persistent = persistent
         self.device = device
+        self.centering = centering
+        self.offset_rate = offset_rate
 
     def _start(self, model, data):
         model.init_visible_bias(data)

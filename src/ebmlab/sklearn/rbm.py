@@ -72,7 +72,8 @@ class BernoulliRBM(RBMTransformer):
     A drop-in replacement for :class:`sklearn.neural_network.BernoulliRBM`: same
     constructor arguments and defaults (PCD-1, learning rate applied to the
     minibatch-mean gradient, no momentum or weight decay), same attributes and
-    methods, the same accepted input, plus ``cd_k``, ``persistent`` and ``device``.
+    methods, the same accepted input, plus ``cd_k``, ``persistent``, ``device`` and
+    the optional centered gradient (``centering``, ``offset_rate``).
 
     Parameters
     ----------
@@ -97,6 +98,16 @@ class BernoulliRBM(RBMTransformer):
         CD restarting the chains at the data each update when False.
     device : str or torch.device, default="cpu"
         Where the torch computations run; the fitted attributes are NumPy arrays.
+    centering : bool, default=False
+        Train with the centered gradient (Melchior, Fischer & Wiskott, 2016):
+        :math:`\Delta W \propto \langle (v-\mu)(h-\lambda)^\top \rangle_{\rm data}
+        - \langle (v-\mu)(h-\lambda)^\top \rangle_{\rm model}`, with offsets :math:`\mu`,
+        :math:`\lambda` following the data means of :math:`v` and :math:`p(h = 1 \mid v)`.
+        The fitted model stays a plain RBM; False is scikit-learn's plain step.
+    offset_rate : float, default=0.01
+        Moving-average rate :math:`\nu` in (0, 1] of the offsets: after each update
+        :math:`\mu \leftarrow (1 - \nu)\mu + \nu \langle v \rangle_{\rm batch}`, and so
+        :math:`\lambda`. Checked, but unused, when ``centering=False``.
 
     Attributes
     ----------
@@ -110,6 +121,11 @@ class BernoulliRBM(RBMTransformer):
         Hidden units sampled from :math:`p(h \mid v)` at the persistent chains'
         visible state; None when ``persistent=False`` (CD keeps no chains) or before
         the first update (``n_iter=0``).
+    visible_offset_ : ndarray of shape (n_features,) or None
+        The centering offset :math:`\mu` after the last update (where :meth:`partial_fit`
+        continues); None when ``centering=False``.
+    hidden_offset_ : ndarray of shape (n_components,) or None
+        The centering offset :math:`\lambda`, likewise.
     n_features_in_ : int
         Number of features seen during :meth:`fit`.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -129,6 +145,14 @@ class BernoulliRBM(RBMTransformer):
     :math:`\langle v h^\top \rangle_{\rm data} - \langle v h^\top \rangle_{\rm model}`,
     both averaged over their rows, with hidden probabilities on both sides, as
     scikit-learn does.
+
+    With ``centering=True`` the same statistics enter in the centered coordinates of
+    :math:`E_c(v, h) = -b'^\top v - c'^\top h - (v - \mu)^\top W (h - \lambda)`, the plain
+    RBM :math:`(W, b = b' - W\lambda, c = c' - W^\top\mu)` up to a constant (Melchior et al.,
+    Algorithm 1). The estimator stores the plain :math:`W, b, c`, so :meth:`transform`,
+    :meth:`score_samples` and :meth:`gibbs` are unchanged; only the step differs
+    (:mod:`ebmlab.training.centering` has the transform). :meth:`fit` starts the offsets
+    at the means of its data, the first :meth:`partial_fit` at its minibatch's.
 
     Range policy. The visible units are binary and a value in [0, 1] reads as the
     probability that a unit is on; the formulas above are nonetheless defined for
@@ -155,7 +179,8 @@ class BernoulliRBM(RBMTransformer):
     ----------
     Tieleman, T. (2008). Training restricted Boltzmann machines using approximations
     to the likelihood gradient. ICML. Hinton, G. (2010). A practical guide to
-    training restricted Boltzmann machines. UTML TR 2010-003.
+    training restricted Boltzmann machines. UTML TR 2010-003. Melchior, J., Fischer, A. &
+    Wiskott, L. (2016). How to center deep Boltzmann machines. JMLR 17(99), Algorithm 1.
     """
 
     _torch_model = _TorchRBM
@@ -173,6 +198,8 @@ class BernoulliRBM(RBMTransformer):
         cd_k=1,
         persistent=True,
         device="cpu",
+        centering=False,
+        offset_rate=0.01,
     ):
         self.n_components = n_components
         self.learning_rate = learning_rate
@@ -183,6 +210,8 @@ class BernoulliRBM(RBMTransformer):
         self.cd_k = cd_k
         self.persistent = persistent
         self.device = device
+        self.centering = centering
+        self.offset_rate = offset_rate
 
     def _check_range(self, X, method, *, warn=True):
         if warn:

@@ -57,9 +57,12 @@ RBM = BernoulliRBM | GaussianBernoulliRBM
 
 def check_offset_rate(rate: object) -> float:
     """Return ``rate`` if it lies in (0, 1] (a moving-average rate); else a ValueError naming it."""
-    value = check_probability("offset_rate", rate)
+    try:
+        value = check_probability("offset_rate", rate)
+    except ValueError:
+        value = 0.0
     if value == 0:
-        raise ValueError("offset_rate must lie in (0, 1]; got 0")
+        raise ValueError(f"offset_rate must lie in (0, 1]; got {rate!r}")
     return value
 
 
