@@ -12,21 +12,28 @@ app = typer.Typer(help="What datasets exist and where they were found.", no_args
 
 @app.command("list")
 def list_command(
-    data_dir: Path | None = typer.Option(None, help="Folder to look in for IDX files."),
+    data_dir: Path | None = typer.Option(
+        None, help="Folder to look in for dataset files (searched before the cache)."
+    ),
 ) -> None:
-    """List the datasets ebmlab knows and whether each is available here."""
+    """List the datasets ebmlab knows, whether each is available here, and how to get it if not."""
     from ebmlab.data import dataset_info, list_datasets
 
     for name in list_datasets():
         info = dataset_info(name, data_dir=data_dir)
-        status = "available" if info.get("available") else "missing"
-        typer.echo(f"{name:18s} {status:10s} {info.get('found_at') or ''}")
+        if info.get("available"):
+            status, where = "available", info.get("found_at") or ""
+        else:
+            status, where = "missing", info.get("how_to_get") or ""
+        typer.echo(f"{name:18s} {status:10s} {where}")
 
 
 @app.command("info")
 def info_command(
     name: str = typer.Argument(..., help="Dataset name (see `ebmlab data list`)."),
-    data_dir: Path | None = typer.Option(None, help="Folder to look in for IDX files."),
+    data_dir: Path | None = typer.Option(
+        None, help="Folder to look in for dataset files (searched before the cache)."
+    ),
 ) -> None:
     """Show one dataset's shape, classes and where it was found (or the paths looked at)."""
     from ebmlab.data import dataset_info

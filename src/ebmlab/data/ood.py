@@ -33,7 +33,8 @@ def ood_inputs(
         values = torch.rand((n, 1), generator=generator) * 2 - 1
         return values.expand(-1, x_test.shape[1]).clone().to(device)
     if name == "flip":
-        return x_test.reshape(n, *image_shape).flip(1).reshape(n, -1)
+        # Upside down: the row axis, also for (channels, height, width) images.
+        return x_test.reshape(n, *image_shape).flip(-2).reshape(n, -1)
     dataset, _, suffix = name.partition(":")
     if suffix not in ("", "resized"):
         raise ValueError(f"ood set {name!r}: the only suffix is ':resized'; got {suffix!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -10,9 +11,12 @@ from typing import Any
 import torch
 
 from ebmlab._validation import check_choice
+from ebmlab.data.cifar import CIFAR_DATASETS
+from ebmlab.data.cifar_datasets import cifar_info, load_cifar_dataset
 from ebmlab.data.dataset import Dataset
 from ebmlab.data.digits import DIGITS_SOURCE, DIGITS_SPLIT_SEED, load_digits_dataset
 from ebmlab.data.idx_datasets import IDX_DATASETS, find_split, load_idx_dataset, search_dirs
+from ebmlab.data.svhn import load_svhn_dataset, svhn_info
 from ebmlab.data.synthetic import bars_and_stripes, bars_and_stripes_labels
 from ebmlab.data.toy2d import TOY2D_NAMES, sample_toy2d
 
@@ -25,7 +29,7 @@ _BARS_AND_STRIPES = re.compile(r"bars-and-stripes(?:-(\d+))?")
 
 def list_datasets() -> list[str]:
     """Every registered dataset name (``bars-and-stripes-N`` also loads an N x N variant)."""
-    return ["digits", *IDX_DATASETS, "bars-and-stripes", *TOY2D_NAMES]
+    return ["digits", *IDX_DATASETS, "bars-and-stripes", *CIFAR_DATASETS, "svhn", *TOY2D_NAMES]
 
 
 def _canonical(name: object) -> str:
@@ -81,26 +85,32 @@ def load_dataset(
         same full set for both; toy 2-D sets draw 10,000 train points with seed 0
         and 2,000 test points with seed 1.
     data_dir : str or Path, optional
-        Folder with the MNIST / Fashion-MNIST IDX files (searched first) and
-        where downloads go (default ``~/.cache/ebmlab/NAME``).
+        Folder with the dataset's files (searched first, then ``data_dir/NAME``,
+        then the cache ``~/.cache/ebmlab/NAME``), and where IDX downloads go.
     download : bool
-        Try downloading missing IDX files (10 s timeout).
+        Try downloading missing MNIST / Fashion-MNIST IDX files (10 s timeout).
+        CIFAR-10, CIFAR-100 and SVHN are never downloaded: their error names
+        the URLs.
 
     Returns
     -------
     Dataset
         ``images`` float32 (N, D) in [0, 1] for image sets (real-valued points
-        for toy 2-D sets), ``labels`` int64 (N,).
+        for toy 2-D sets), ``labels`` int64 (N,). ``image_shape`` is (height,
+        width) for grey sets and (3, 32, 32) for ``cifar10``, ``cifar100`` and
+        ``svhn`` (rows channel-major); CIFAR-100's coarse labels are
+        ``extra_labels["coarse"]``.
 
     Raises
     ------
     ValueError
         Unknown ``name`` (the message lists the valid names) or ``split``.
     DatasetNotFoundError
-        (a ``FileNotFoundError``) when IDX files are missing and cannot be
+        (a ``FileNotFoundError``) when files are missing and cannot be
         downloaded; the message names the folders looked in and how to get them.
-    IdxFormatError
-        (a ``ValueError``) when a file is truncated or corrupt.
+        Also when only CIFAR's Python (pickle) version is found: it is never read.
+    IdxFormatError, DataFormatError
+        (``ValueError``s) when a file is truncated or corrupt; the message names it.
     """
     key = _canonical(name)
     check_choice("split", split, SPLITS)
@@ -108,6 +118,10 @@ def load_dataset(
         return load_digits_dataset(split)
     if key in IDX_DATASETS:
         return load_idx_dataset(key, split, data_dir=data_dir, download=download)
+    if key in CIFAR_DATASETS:
+        return load_cifar_dataset(key, split, data_dir=data_dir)
+    if key == "svhn":
+        return load_svhn_dataset(split, data_dir=data_dir)
     if key in TOY2D_NAMES:
         return _load_toy2d(key, split)
     return _load_bars_and_stripes(key)
@@ -128,6 +142,8 @@ def _idx_info(key: str, data_dir: str | os.PathLike[str] | None) -> dict[str, An
             split: str(paths[0].parent) if paths else None for split, paths in found.items()
         },
         "searched": [str(folder) for folder in search_dirs(key, data_dir)],
+        "how_to_get": f"downloaded on first load from {spec.mirrors[0]} into --data-dir or "
+        f"the cache{'; ' + spec.install_hint if spec.install_hint else ''}",
     }
 
 
@@ -161,17 +177,26 @@ def dataset_info(name: str, *, data_dir: str | Path | None = None) -> dict[str, 
     Returns
     -------
     dict
-        ``name``, ``kind``, ``shape`` ([height, width]), ``n_features``,
+        ``name``, ``kind``, ``shape`` ([height, width]; [3, 32, 32] for the
+        colour sets), ``n_features``,
         ``n_classes``, ``n_train``, ``n_test``, ``available`` (bool),
         ``found_at`` (one line: the folder of the first split found, None when
         none is; the generator or bundle for built-in sets), ``source`` (the
         same per split for IDX sets: ``{"train": folder or None, "test": ...}``;
         the description otherwise) and ``searched``
-        (folders looked in, in order; empty for built-in sets). Only plain
+        (folders looked in, in order; empty for built-in sets); sets read from
+        files also have ``how_to_get`` (one line: URLs, where to put them). Only plain
         str/int/bool/list/dict/None values, so it prints as JSON or YAML.
     """
     key = _canonical(name)
-    info = _idx_info(key, data_dir) if key in IDX_DATASETS else _generated_info(key)
+    if key in IDX_DATASETS:
+        info = _idx_info(key, data_dir)
+    elif key in CIFAR_DATASETS:
+        info = cifar_info(key, data_dir)
+    elif key == "svhn":
+        info = svhn_info(data_dir)
+    else:
+        info = _generated_info(key)
     info = {"name": key, **info}
-    info["n_features"] = info["shape"][0] * info["shape"][1]
+    info["n_features"] = math.prod(info["shape"])
     return info

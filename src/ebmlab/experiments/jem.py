@@ -85,7 +85,7 @@ class JEMData:
     y_train: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
-    image_shape: tuple[int, int]
+    image_shape: tuple[int, ...]  # (height, width) or (channels, height, width)
     n_classes: int
 
 
@@ -112,9 +112,12 @@ def prepare_data(config: JEMExperimentConfig) -> JEMData:
 
 def build_model(config: JEMExperimentConfig, data: JEMData) -> JEM:
     """The JEM around ``config.backbone``, initialised from ``config.seed``."""
+    # Colour data carry (channels, height, width); grey data (height, width).
+    in_channels = data.image_shape[0] if len(data.image_shape) == 3 else 1
     classifier = build_classifier(
         config.backbone,
-        image_shape=data.image_shape,
+        image_shape=tuple(data.image_shape[-2:]),
+        in_channels=in_channels,
         n_classes=data.n_classes,
         width=config.width,
         depth=config.depth,

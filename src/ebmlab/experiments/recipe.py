@@ -23,6 +23,7 @@ newest checkpoint, then ``evaluate`` or ``sample``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -153,10 +154,10 @@ class Recipe:
     def sample_size(self) -> int:
         """Numbers in one sample (the pixels of an image), to bound ``sample --n``."""
         try:
-            height, width = self.image_shape()
+            shape = self.image_shape()
         except ValueError:
             return 2
-        return height * width
+        return math.prod(shape)
 
     def model_for_logging(self) -> torch.nn.Module | None:
         """The module whose parameters TensorBoard histograms (None: none)."""
@@ -187,8 +188,8 @@ class Recipe:
         """``(samples in [0, 1] as rows, a description of the sampler)`` from the trained model."""
         raise ValueError(f"sampling from {self.name!r} runs is not supported")
 
-    def image_shape(self) -> tuple[int, int]:
-        """The (height, width) that sample rows are displayed at (``self.data.image_shape``)."""
+    def image_shape(self) -> tuple[int, ...]:
+        """The (height, width) or (channels, height, width) of sample rows (``self.data.image_shape``)."""
         shape = getattr(getattr(self, "data", None), "image_shape", None)
         if shape is None:
             raise ValueError(f"{self.name!r} runs have no image shape")

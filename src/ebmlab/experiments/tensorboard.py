@@ -65,7 +65,8 @@ class TensorBoardLogger:
         from ebmlab.viz.images import tile_images
 
         grid = torch.from_numpy(tile_images(images, image_shape)).float()
-        self.writer.add_image(tag, grid, step, dataformats="HW")
+        # Grey grids are (H, W); colour grids (H, W, 3).
+        self.writer.add_image(tag, grid, step, dataformats="HWC" if grid.ndim == 3 else "HW")
 
     def close(self) -> None:
         self.writer.close()
