@@ -16,7 +16,7 @@ from ebmlab.models.rbm import BernoulliRBM
 from ebmlab.samplers.dbm_gibbs import DBMGibbsState
 from ebmlab.training.checkpoint import load_checkpoint
 from ebmlab.training.dbm import DBMTrainer, DBMTrainingConfig, classifier_accuracy
-from ebmlab.training.dbm_pretrain import TiedCopiesRBM, compose_dbm, layer_copies
+from ebmlab.training.dbm_pretrain import GreedyPretrainer, TiedCopiesRBM, compose_dbm, layer_copies
 from ebmlab.training.trainer import CDConfig
 from tests.enumeration import all_binary
 from tests.test_dbm import make_dbm
@@ -136,7 +136,7 @@ def tiny_config(**changes) -> DBMExperimentConfig:
         n_chains=20,
         gibbs_steps=1,
         mean_field_iterations=5,
-        pretraining=CDConfig(epochs=2, batch_size=50, persistent=True),
+        pretraining=CDConfig(epochs=2, batch_size=50, persistent=True, centering=False),
     )
     options = dict(
         dataset="digits",
@@ -215,6 +215,8 @@ def test_config_errors():
     config = tiny_config()
     assert DBMRecipe.config_from(config_to_mapping(config, model="dbm")) == config
     assert config.total_epochs == 7
+    with pytest.raises(ValueError, match="centering=True is not supported for DBM pretraining"):
+        GreedyPretrainer(make_dbm([3, 2, 2]), CDConfig(), generator=torch.Generator().manual_seed(0))
 
 
 def test_old_keys_and_partial_pretraining_settings():

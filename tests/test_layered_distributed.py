@@ -25,7 +25,9 @@ from tests.torchrun import run_torchrun
 
 pytestmark = pytest.mark.slow  # two processes start torch and join a gloo group: ~20-40 s
 
-RBM = dict(n_hidden=32, training=dict(epochs=6, batch_size=50, lr=0.1, persistent=True))
+# lr 0.5: at the default 0.1 (no momentum, decaying to zero) six epochs of digits move the
+# pseudo-likelihood by less than the seed-to-seed spread, and "it learned" could not be shown.
+RBM = dict(n_hidden=32, training=dict(epochs=6, batch_size=50, lr=0.5, persistent=True))
 SCRIPT = """
 import sys
 import torch

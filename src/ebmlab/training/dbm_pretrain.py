@@ -165,6 +165,12 @@ class GreedyPretrainer:
         generator: torch.Generator,
         context: DistributedContext | None = None,
     ) -> None:
+        if config.centering:
+            # The doubled RBMs tie copies of one layer: their centered update is not built.
+            raise ValueError(
+                "config.centering=True is not supported for DBM pretraining (tied-copy RBMs); "
+                "pass CDConfig(centering=False, ...) as PRETRAINING_DEFAULTS does"
+            )
         self.model, self.generator, self.context = model, generator, context
         self.config = dataclasses.replace(config, dynamic_binarization=False)
         self.rbms: list[TiedCopiesRBM] = []
