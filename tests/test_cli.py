@@ -307,7 +307,10 @@ def test_resume_refuses_other_settings_and_extends_the_length(tmp_path, capsys):
     run = tmp_path / "run"
     run_cli([*TRAIN, "--out", str(run)], capsys)
     code, _, err = run_cli(["train", "rbm", "--resume", str(run), "--lr", "0.3"], capsys)
-    assert code == 2 and "may change only ['loglik_every', 'training.epochs'], not ['training.lr']" in err
+    assert (
+        code == 2
+        and "may change only ['loglik_every', 'training.epochs'], not ['training.lr']" in err
+    )
     code, _, err = run_cli(["train", "rbm", "--resume", str(run), "--out", str(run)], capsys)
     assert code == 2 and "drop --out" in err
     code, _, err = run_cli(

@@ -216,7 +216,9 @@ def test_config_errors():
     assert DBMRecipe.config_from(config_to_mapping(config, model="dbm")) == config
     assert config.total_epochs == 7
     with pytest.raises(ValueError, match="centering=True is not supported for DBM pretraining"):
-        GreedyPretrainer(make_dbm([3, 2, 2]), CDConfig(), generator=torch.Generator().manual_seed(0))
+        GreedyPretrainer(
+            make_dbm([3, 2, 2]), CDConfig(), generator=torch.Generator().manual_seed(0)
+        )
 
 
 def test_old_keys_and_partial_pretraining_settings():

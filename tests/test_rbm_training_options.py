@@ -66,4 +66,3 @@ def test_bad_training_options_are_one_clear_error(tmp_path, capsys, extra, messa
     code, _, err = run_cli([*TRAIN, *extra, "--out", str(tmp_path / "r")], capsys)
     assert code == 2 and message in err, err
     assert err.count("\n") == 1 and "Traceback" not in err
-

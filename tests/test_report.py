@@ -51,4 +51,7 @@ def test_report_on_two_tiny_runs(tmp_path, capsys):
         bm_row["loglik_kind"] == "exact" and bm_row["fid"] == ""
     )  # no feature net for bars-and-stripes
     text = (out / "report.md").read_text()
-    assert text.count("\n| RBM |") == 1 and (out / rbm_row["samples_figure"]).is_file()
+    # One row per run, each under the lecture's class column (both are generative).
+    assert text.count("\n| generative | RBM |") == 1
+    assert text.count("\n| generative | Boltzmann machine |") == 1
+    assert (out / rbm_row["samples_figure"]).is_file() and (out / "report.html").is_file()

@@ -1,4 +1,4 @@
-"""``ebmlab sample RUN_DIR`` and ``ebmlab eval RUN_DIR``: read a run folder, never change it."""
+"""``ebmlab sample``, ``eval`` and ``report``: read run folders (sample and eval add figures)."""
 
 from __future__ import annotations
 
@@ -51,9 +51,16 @@ def evaluate(
         None, help="JEM only: step size of the refinement (default: the run's SGLD step)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+    progress: bool = typer.Option(
+        True, "--progress/--no-progress", help="Show progress bars (AIS) on stderr."
+    ),
 ) -> None:
-    """Evaluate a trained model on its dataset's test split."""
-    from ebmlab.experiments.registry import evaluate_run
+    """Evaluate a trained model on its dataset's test split.
+
+    Before AIS (--loglik) or JEM's SGLD work, one line on stderr says what it will
+    cost, timed on a few sampler steps.
+    """
+    from ebmlab.experiments.report_costs import evaluate_with_estimate
 
     options = {"seed": seed}
     if loglik:  # the AIS settings mean something only with --loglik
@@ -64,7 +71,7 @@ def evaluate(
         options["refine_step_size"] = refine_step_size
     if ood is not None:
         options["ood"] = tuple(name.strip() for name in ood.split(",") if name.strip())
-    result = evaluate_run(run_dir, **options)
+    result = evaluate_with_estimate(run_dir, progress=progress, echo=_echo_err, **options)
     if as_json:
         from ebmlab.experiments.run_folder import json_safe
 
@@ -82,22 +89,45 @@ def _flatten(result: dict, prefix: str = ""):
             yield f"{prefix}{key}", value
 
 
+def _echo_err(line: str) -> None:
+    typer.echo(line, err=True)
+
+
 def report(
     run_dirs: list[Path] = typer.Argument(..., help="Run folders to compare."),
     out: Path = typer.Option(
-        Path("report"), help="Folder for report.md, report.csv and sample grids."
+        Path("report"), help="Folder for report.html, report.md, report.csv and figures/."
     ),
-    n_samples: int = typer.Option(1000, help="Samples per model for IS and FID."),
-    n_steps: int = typer.Option(1000, help="Sampler steps per sample."),
+    n_samples: int = typer.Option(256, help="Samples per model for its grid, IS and FID."),
+    n_steps: int | None = typer.Option(
+        None,
+        help="Sampler steps per sample (default: 100 for jem, ebm2d and sgld-mixture, whose "
+        "chains start in a replay buffer or among kept draws; 1,000 Gibbs sweeps from noise "
+        "for rbm, dbn, dbm and bm).",
+    ),
     loglik: bool = typer.Option(
         False, "--loglik", help="Also estimate test log-likelihoods (AIS; slow)."
     ),
+    n_chains: int = typer.Option(100, help="AIS chains with --loglik."),
     n_betas: int | None = typer.Option(
         None, help="AIS temperatures with --loglik (default 14,501)."
     ),
     seed: int = typer.Option(0, help="Random seed of samplers and estimators."),
+    inception_weights: Path | None = typer.Option(
+        None,
+        help="Inception-v3 weights file for IS and FID instead of the shipped small CNNs "
+        "(pytorch-fid's pt_inception-2015-12-05-6726825d.pth gives numbers comparable to "
+        "published ones).",
+    ),
+    progress: bool = typer.Option(
+        True, "--progress/--no-progress", help="Show progress bars on stderr."
+    ),
 ) -> None:
-    """A table of models: accuracy, Inception Score, FID and test log-likelihood, with sample grids."""
+    """A table of models: accuracy, Inception Score, FID and test log-likelihood, with figures.
+
+    Writes report.html (one self-contained page), report.md and report.csv. Before
+    the work starts, one line per run on stderr says what it will cost.
+    """
     from ebmlab.experiments.report import write_report
 
     path = write_report(
@@ -106,8 +136,12 @@ def report(
         n_samples=n_samples,
         n_steps=n_steps,
         loglik=loglik,
+        n_chains=n_chains,
         n_betas=n_betas,
         seed=seed,
+        inception_weights=inception_weights,
+        progress=progress,
+        echo=_echo_err,
     )
-    typer.echo(path.read_text().split("\n\n![")[0])
-    typer.echo(f"\nwrote {path} and {path.with_suffix('.csv')}")
+    typer.echo(path.read_text(encoding="utf-8").split("\n\n![")[0])
+    typer.echo(f"\nwrote {path.with_suffix('.html')}, {path} and {path.with_suffix('.csv')}")

@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 
 # The modules of experiments/ that hold no recipe (recipe files are found by this rule).
 _INFRASTRUCTURE = frozenset(
-    {"config", "driver", "limits", "recipe", "registry", "report", "run_folder", "tensorboard"}
-)
+    {"config", "driver", "limits", "recipe", "registry", "report", "report_costs",
+     "report_features", "report_html", "report_rows", "run_folder", "tensorboard"}
+)  # fmt: skip
 _RECIPES: dict[str, type[Recipe]] = {}
 _DISCOVERED = False
 
