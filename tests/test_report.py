@@ -50,8 +50,16 @@ def test_report_on_two_tiny_runs(tmp_path, capsys):
     assert (
         bm_row["loglik_kind"] == "exact" and bm_row["fid"] == ""
     )  # no feature net for bars-and-stripes
+    # The RBM has no classifier: the report's linear probe on its 8 hidden means, marked so
+    # (chance is 0.1); the Boltzmann machine's bars and stripes carry no labels to probe.
+    assert rbm_row["accuracy_kind"] == "linear probe" and float(rbm_row["test_accuracy"]) > 0.2
+    assert rbm_row["accuracy_note"].startswith("linear probe: logistic regression on frozen")
+    assert "(8 features)" in rbm_row["accuracy_note"]
+    assert bm_row["test_accuracy"] == "" and bm_row["accuracy_kind"] == ""
+    assert "no linear probe: a bm run has no hidden-unit features" in bm_row["accuracy_note"]
     text = (out / "report.md").read_text()
     # One row per run, each under the lecture's class column (both are generative).
     assert text.count("\n| generative | RBM |") == 1
+    assert " (linear probe) |" in text.split("\n| generative | RBM |")[1].split("\n")[0]
     assert text.count("\n| generative | Boltzmann machine |") == 1
     assert (out / rbm_row["samples_figure"]).is_file() and (out / "report.html").is_file()

@@ -7,6 +7,7 @@ the work and measured rather than guessed, and --no-progress silences the bars.
 from __future__ import annotations
 
 import base64
+import csv
 import re
 import time
 from html.parser import HTMLParser
@@ -178,7 +179,10 @@ def test_report_html_is_one_offline_page_grouped_as_in_the_lecture(runs, capsys)
     assert "20 samples x 3 SGLD steps from buffer" in notes  # the JEM's chains and start
     assert "20 samples x 3 SGLD steps from noise" in notes  # the classifier has no buffer
     assert "20 samples x 3 Gibbs sweeps" in notes and "digits-cnn" in notes
-    assert "the report fits no linear probe" in notes  # the RBM's empty accuracy cell
+    # The RBM has no classifier: its accuracy is the report's linear probe, marked as one.
+    assert "linear probe: logistic regression on frozen hidden means" in notes
+    assert re.search(r"<b>\d+\.\d+% \(linear probe\)</b>", text)
+    assert "accuracy of a linear probe the report fits" in text  # the reading notes say so
     assert "comparable only within ebmlab" in text and "comparable to published" not in text
     assert len(text) < 3_000_000
 
@@ -193,6 +197,12 @@ def test_report_prints_its_estimate_first_and_no_progress_silences_bars(runs, ca
     assert re.search(r"20 samples x 3 SGLD steps from buffer \(about [\d.]+ s\)", lines[estimate])
     assert re.search(r"IS/FID features of \d+ images \(digits-cnn\)", lines[estimate])
     assert estimate < next(i for i, line in enumerate(lines) if "done in" in line)
+    rbm = next(line for line in lines if line.startswith("rbm 02-rbm: evaluated"))
+    assert re.search(r"linear probe on \d+ train \+ \d+ test images \(8 features\)", rbm)
     assert "%|" not in quiet and "sample/s" not in quiet
-    assert report(run_dirs, root / "loud") == 0
+    assert report(run_dirs, root / "loud", "--no-probe") == 0
     assert "00-jem sampling" in capsys.readouterr().err  # the bar of the same steps
+    # --no-probe: the RBM's accuracy stays empty, and the page says why.
+    rbm_row = list(csv.DictReader((root / "loud" / "report.csv").open()))[2]
+    assert rbm_row["test_accuracy"] == "" and rbm_row["accuracy_note"].endswith("(probe off)")
+    assert "The report fitted no probe (--no-probe)" in (root / "loud" / "report.html").read_text()

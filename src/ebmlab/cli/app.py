@@ -10,7 +10,13 @@ import sys
 
 import typer
 
-from ebmlab.cli import data_commands, demo_commands, inspect_commands, train_commands
+from ebmlab.cli import (
+    data_commands,
+    demo_commands,
+    inspect_commands,
+    table_commands,
+    train_commands,
+)
 
 app = typer.Typer(
     name="ebmlab",
@@ -25,6 +31,7 @@ app.add_typer(demo_commands.app, name="demo")
 app.command("sample")(inspect_commands.sample)
 app.command("eval")(inspect_commands.evaluate)
 app.command("report")(inspect_commands.report)
+app.command("table")(table_commands.table)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

@@ -119,6 +119,13 @@ def report(
         "(pytorch-fid's pt_inception-2015-12-05-6726825d.pth gives numbers comparable to "
         "published ones).",
     ),
+    probe: bool = typer.Option(
+        True,
+        "--probe/--no-probe",
+        help="Give generative models without a classifier (rbm, dbn without fine-tuning, "
+        "dbm without a classifier) the test accuracy of a linear probe: logistic regression "
+        "on their frozen hidden means, marked as a probe.",
+    ),
     progress: bool = typer.Option(
         True, "--progress/--no-progress", help="Show progress bars on stderr."
     ),
@@ -140,6 +147,7 @@ def report(
         n_betas=n_betas,
         seed=seed,
         inception_weights=inception_weights,
+        probe=probe,
         progress=progress,
         echo=_echo_err,
     )

@@ -21,6 +21,7 @@ Rules every model shares, written once here:
 from __future__ import annotations
 
 import dataclasses
+import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -138,15 +139,17 @@ def train(
     overwrite: bool = False,
     progress: bool = True,
     stop_after: int | None = None,
+    time_limit: float | None = None,
 ) -> RunFolder:
     """Train the recipe that ``config`` belongs to into a new run folder ``out``.
 
     ``stop_after`` stops after that many steps in all, as a killed or
     time-limited job would (the last checkpoint is at that step); :func:`resume`
-    continues it.
+    continues it. ``time_limit`` (seconds) stops at the first step that ends past
+    it, with a checkpoint there, so a wall-clock budget holds on a slower machine.
     """
     recipe = recipe_for_config(config)(config)
-    context = _start(recipe, stop_after)
+    context = _start(recipe, stop_after, time_limit)
     # Everything that can fail on the user's settings fails before the folder is touched.
     recipe.prepare()
     with memory_errors(recipe):
@@ -161,7 +164,7 @@ def train(
         run = TrainingRun(recipe, folder, context)
         _open_board(run)  # before the step-0 checkpoint, which it logs too
         run.save()
-        _loop(run, progress=progress, stop_after=stop_after)
+        _loop(run, progress=progress, stop_after=stop_after, time_limit=time_limit)
     return folder
 
 
@@ -171,18 +174,20 @@ def resume(
     changes: Mapping[str, Any] | None = None,
     progress: bool = True,
     stop_after: int | None = None,
+    time_limit: float | None = None,
 ) -> RunFolder:
     """Continue the run in ``out`` from its newest checkpoint, to the same result.
 
     ``changes`` may set the fields a recipe marks resumable (e.g. ``{"epochs": 40}``
     extends a finished run); they are written back to ``config.yaml``.
+    ``stop_after`` and ``time_limit`` as in :func:`train`.
     """
     folder = RunFolder(out)
     recipe_class, config = read_run_config(folder)
     if changes:
         config = _with_changes(recipe_class, config, changes, folder)
     recipe = recipe_class(config)
-    context = _start(recipe, stop_after)
+    context = _start(recipe, stop_after, time_limit)
     folder.checkpoints.keep_last = getattr(config, "keep_last", 3)
     if folder.checkpoints.latest() is None:
         raise RunFolderError(
@@ -206,7 +211,7 @@ def resume(
             folder.truncate_metrics(key=recipe.step_unit, last=step)
         barrier(context)
         _open_board(run)
-        _loop(run, progress=progress, stop_after=stop_after)
+        _loop(run, progress=progress, stop_after=stop_after, time_limit=time_limit)
     return folder
 
 
@@ -236,9 +241,13 @@ def _with_changes(recipe_class, config, changes: Mapping[str, Any], folder: RunF
     return new
 
 
-def _start(recipe: Recipe, stop_after: int | None) -> DistributedContext:
+def _start(
+    recipe: Recipe, stop_after: int | None, time_limit: float | None = None
+) -> DistributedContext:
     if stop_after is not None:
         check_positive_int("stop_after", stop_after)
+    if time_limit is not None and not time_limit > 0:
+        raise ValueError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
     if getattr(recipe.config, "tensorboard", False):  # fail before any folder is made
         from ebmlab.experiments.tensorboard import check_tensorboard_available
 
@@ -246,14 +255,19 @@ def _start(recipe: Recipe, stop_after: int | None) -> DistributedContext:
     context = init_distributed(recipe.device)
     if context.enabled and not recipe.distributed:
         raise ValueError(f"{recipe.name!r} runs cannot train under torchrun")
+    if context.enabled and time_limit is not None:  # ranks would stop at different steps
+        raise ValueError("time_limit cannot be used under torchrun; use stop_after")
     if context.device != recipe.device:
         recipe.config.device = context.device  # cuda -> cuda:LOCAL_RANK under torchrun
     return context
 
 
-def _loop(run: TrainingRun, *, progress: bool, stop_after: int | None) -> None:
+def _loop(
+    run: TrainingRun, *, progress: bool, stop_after: int | None, time_limit: float | None = None
+) -> None:
     from tqdm.auto import tqdm
 
+    started, out_of_time = time.monotonic(), False
     recipe, context = run.recipe, run.context
     end = recipe.total_steps() if stop_after is None else min(stop_after, recipe.total_steps())
     bar = tqdm(
@@ -270,9 +284,13 @@ def _loop(run: TrainingRun, *, progress: bool, stop_after: int | None) -> None:
                 _log_step(run, record, bar)
             elif recipe.checkpoint_due():
                 run.save()
+            if time_limit is not None and time.monotonic() - started >= time_limit:
+                out_of_time = True
+                break  # the save below checkpoints this step: resume continues from it
         if run.saved_step != recipe.completed_steps():
             run.save()
-        if recipe.completed_steps() >= recipe.total_steps() and context.is_main:
+        finished = recipe.completed_steps() >= recipe.total_steps()
+        if (finished or out_of_time) and context.is_main:  # a cut run gets its figures too
             with run.folder.recording_figures():
                 recipe.figures(run.folder)
     finally:

@@ -2,7 +2,9 @@
 
 For each run: its class (hybrid, discriminative, generative:
 :func:`~ebmlab.experiments.report_rows.model_class`) and settings, test accuracy
-(where the model classifies), Inception Score and FID of its samples in a named
+(of the model's own classifier, or, for a generative model without one, of a
+linear probe on its frozen features: :mod:`ebmlab.experiments.report_probe`,
+marked as a probe), Inception Score and FID of its samples in a named
 feature space (:mod:`ebmlab.experiments.report_features`), the test
 log-likelihood (with ``loglik``; exact, AIS or a bound, as the model allows),
 and its sample grid, training curves and reliability diagram. Every number
@@ -33,6 +35,7 @@ from ebmlab._validation import check_positive_int
 from ebmlab.experiments import report_costs as costs
 from ebmlab.experiments.registry import evaluate_recipe, open_run
 from ebmlab.experiments.report_features import FeatureSpaces, sample_quality
+from ebmlab.experiments.report_probe import linear_probe, probe_work
 from ebmlab.experiments.report_rows import (
     GROUPS,
     accuracy_cell,
@@ -62,6 +65,7 @@ class ReportRow:
     model: str
     test_accuracy: float | None = None
     accuracy_note: str = ""
+    accuracy_kind: str = ""  # "linear probe" where the accuracy is a probe's, not a classifier's
     inception_score: float | None = None
     inception_score_std: float | None = None
     is_note: str = ""
@@ -147,6 +151,15 @@ def _takes_loglik(recipe: Any) -> bool:
     return "loglik" in inspect.signature(recipe.evaluate).parameters
 
 
+def needs_probe(recipe: Any, result: dict[str, Any]) -> bool:
+    """Whether a run's accuracy cell is for a linear probe: a generative model with no classifier.
+
+    A DBM whose own softmax head was trained on frozen features keeps that probe's accuracy.
+    """
+    generative = model_class(recipe.name, recipe.config).group == "generative"
+    return generative and accuracy_cell(recipe.name, recipe.config, result)[0] is None
+
+
 def _features_work(plan: RunPlan, settings: dict, spaces: FeatureSpaces, priced: set) -> None:
     config = plan.recipe.config
     dataset, data_dir = getattr(config, "dataset", ""), getattr(config, "data_dir", None)
@@ -172,8 +185,9 @@ def plan_run(
     """Open and evaluate a run (without AIS), time its sampler and price the long steps.
 
     The test-set evaluation is done here, so its time is measured, not guessed;
-    what is left (sampling, IS/FID features, AIS) is priced from a sampler probe
-    and one batch of the feature network. ``priced`` holds the datasets whose
+    what is left (a generative model's linear probe, sampling, IS/FID features,
+    AIS) is priced from one batch of the model's features and one gradient of the
+    probe's fit, a sampler probe and one batch of the feature network. ``priced`` holds the datasets whose
     test-set features an earlier plan already counted (they are computed once).
     """
     recipe = open_run(run_dir)
@@ -183,6 +197,9 @@ def plan_run(
     start = time.perf_counter()
     result = _evaluate(recipe, settings, folder, loglik=False)
     plan = RunPlan(index, Path(run_dir), recipe, n_steps, result, time.perf_counter() - start)
+    if settings["probe"] and needs_probe(recipe, result):
+        work = probe_work(recipe, seed=settings["seed"])
+        plan.work += [work] if work is not None else []
     chains = min(settings["n_samples"], costs.SAMPLE_BATCH)
     plan.timing = costs.time_sampler(
         recipe, chains=chains, seed=settings["seed"], **sample_options(recipe)
@@ -213,8 +230,24 @@ def _with_loglik(plan: RunPlan, settings: dict, folder: Path) -> str | None:
     return None
 
 
-def _classify(row: ReportRow, recipe: Any, result: dict, settings: dict, refused: str | None):
+def _accuracy(row: ReportRow, recipe: Any, result: dict, settings: dict) -> None:
+    """The run's own accuracy, or a linear probe's for a generative model without a classifier."""
     row.test_accuracy, row.accuracy_note = accuracy_cell(recipe.name, recipe.config, result)
+    if needs_probe(recipe, result):
+        if settings["probe"]:
+            probe = linear_probe(recipe, seed=settings["seed"])
+            if probe.accuracy is None:  # keep the reason there is no classifier, add the probe's
+                row.accuracy_note = f"{row.accuracy_note}; {probe.note}"
+            else:
+                row.test_accuracy, row.accuracy_note = probe.accuracy, probe.note
+        else:
+            row.accuracy_note += "; no linear probe fitted (probe off)"
+    if row.test_accuracy is not None and row.accuracy_note.startswith("linear probe"):
+        row.accuracy_kind = "linear probe"  # the report's or, for a DBM, its own softmax head
+
+
+def _classify(row: ReportRow, recipe: Any, result: dict, settings: dict, refused: str | None):
+    _accuracy(row, recipe, result, settings)
     cell = loglik_cell(recipe.name, result, asked=settings["loglik"])
     row.test_loglik, row.loglik_lower, row.loglik_upper = cell.value, cell.lower, cell.upper
     row.loglik_kind = cell.kind
@@ -310,8 +343,9 @@ def _write_markdown(rows: list[ReportRow], path: Path) -> None:
     ]
     for r in grouped(rows):
         loglik = _cell(r.test_loglik) + (f" ({r.loglik_kind})" if r.loglik_kind else "")
+        accuracy = _cell(r.test_accuracy) + (f" ({r.accuracy_kind})" if r.accuracy_kind else "")
         lines.append(
-            f"| {r.group} | {r.model_class} | {r.model} | {_cell(r.test_accuracy)} "
+            f"| {r.group} | {r.model_class} | {r.model} | {accuracy} "
             f"| {_cell(r.inception_score)} | {_cell(r.fid)} | {loglik} | {r.settings} |"
         )
     grids = "\n".join(f"![{r.name}]({r.samples_figure})" for r in rows if r.samples_figure)
@@ -336,6 +370,7 @@ def write_report(
     n_betas: int | None = None,
     seed: int = 0,
     inception_weights: str | Path | None = None,
+    probe: bool = True,
     progress: bool = True,
     echo: Callable[[str], None] = costs.to_stderr,
 ) -> Path:
@@ -356,6 +391,10 @@ def write_report(
         Seeds the samplers and estimators.
     inception_weights : path, optional
         Inception-v3 weights for IS and FID instead of the shipped networks.
+    probe : bool
+        Give a generative model without a classifier the test accuracy of a linear
+        probe on its frozen features (:func:`~ebmlab.experiments.report_probe.linear_probe`),
+        marked as one; False leaves its accuracy empty.
     progress : bool
         tqdm bars for sampling, feature extraction and AIS.
     echo : callable
@@ -375,7 +414,8 @@ def write_report(
     out = Path(out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     settings = dict(n_samples=n_samples, n_steps=n_steps, loglik=loglik, n_chains=n_chains,
-                    n_betas=n_betas, seed=seed, progress=progress, out=out)  # fmt: skip
+                    n_betas=n_betas, seed=seed, probe=probe, progress=progress,
+                    out=out)  # fmt: skip
     spaces, priced = FeatureSpaces(inception_weights), set()
     echo(f"report: evaluating {len(run_dirs)} runs and timing their samplers")
     plans = []
@@ -383,7 +423,9 @@ def write_report(
         plans.append(plan_run(index, run_dir, settings, spaces, priced))
         echo(plans[-1].estimate_line())
     total = sum(w.seconds for p in plans for w in p.work)
-    echo(f"report: about {costs.duration(total)} of sampling, features and estimators to go")
+    echo(
+        f"report: about {costs.duration(total)} of sampling, features, probes and estimators to go"
+    )
     rows = []
     for plan in plans:
         rows.append(report_row(plan, settings, spaces))

@@ -16,12 +16,14 @@ import html
 from pathlib import Path
 from typing import Any
 
+from ebmlab.experiments.report_probe import MAX_TRAIN
 from ebmlab.experiments.report_rows import GROUPS
 
 MAX_EMBEDDED_BYTES = 2_000_000
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ALWAYS_SHOWN = ("hybrid", "discriminative", "generative")  # "other" only when it has runs
-HEADINGS = ("Model", "Class", "Accuracy", "IS", "FID", "Test log-likelihood (nats)",
+# No class column: the group heading rows above each block say the class.
+HEADINGS = ("Model", "Accuracy", "IS", "FID", "Test log-likelihood (nats)",
             "Key settings", "Samples", "Training curves and reliability")  # fmt: skip
 
 STYLE = """
@@ -35,14 +37,14 @@ thead th { background: #eef1f6; position: sticky; top: 0; }
 tr.group th { background: #dde6f3; font-size: 15px; }
 tr.group.discriminative th { background: #f3e6dd; }
 tr.group.generative th { background: #e0f0e2; }
-td.number { white-space: nowrap; min-width: 130px; }
+td.number { min-width: 100px; max-width: 160px; }
 td.figures img.thumb + img.thumb, td.figures .note + img.thumb { margin-top: 6px; }
 td.number b { font-size: 15px; }
-.note { color: #5b6270; font-size: 12px; max-width: 175px; white-space: normal; }
-td.settings { font-size: 11px; white-space: nowrap; }
+.note { color: #5b6270; font-size: 12px; max-width: 150px; white-space: normal; }
+td.settings { font-size: 11px; max-width: 170px; overflow-wrap: break-word; }
 a.mark { text-decoration: none; color: #2a5db0; }
 .empty { color: #9aa1ad; }
-img.thumb { width: 190px; display: block; cursor: zoom-in; background: #fff; }
+img.thumb { width: 160px; display: block; cursor: zoom-in; background: #fff; }
 img.thumb:focus { position: fixed; top: 50%; left: 50%; transform: translate(-50%, -50%);
                   width: auto; max-width: 92vw; max-height: 92vh; z-index: 10; cursor: zoom-out;
                   box-shadow: 0 0 0 100vmax rgba(0, 0, 0, .55); outline: none; }
@@ -130,6 +132,8 @@ def _settings_cell(row: Any) -> str:
 def row_html(row: Any, folder: Path) -> str:
     """One ``<tr>``: numbers with their notes, settings, and the three figures."""
     accuracy = None if row.test_accuracy is None else f"{row.test_accuracy:.2%}"
+    if accuracy is not None and getattr(row, "accuracy_kind", ""):
+        accuracy += f" ({row.accuracy_kind})"  # a probe of features, not the model's classifier
     score = None
     if row.inception_score is not None:
         score = f"{row.inception_score:.3g} ± {row.inception_score_std:.2g}"
@@ -138,7 +142,6 @@ def row_html(row: Any, folder: Path) -> str:
     mark = _comparability_mark(row)
     cells = [
         _model_cell(row),
-        f"<td>{_text(row.group)}</td>",
         _number(row.test_accuracy, accuracy, row.accuracy_note),
         _number(row.inception_score, score, row.is_note, mark),
         _number(row.fid, fid, row.fid_note, mark),
@@ -174,9 +177,19 @@ def _reading_notes(settings: dict[str, Any], networks: list[Any]) -> str:
     steps = (
         settings["n_steps"] or "100 for chains from a replay buffer, 1,000 Gibbs sweeps from noise"
     )
+    if settings.get("probe", True):
+        probes = (
+            "A generative model without a classifier gets the accuracy of a linear probe the "
+            "report fits: logistic regression on its frozen, standardised hidden means "
+            f"(at most {MAX_TRAIN:,} training images), marked (linear probe)."
+        )
+    else:
+        probes = (
+            "The report fitted no probe (--no-probe), so a generative model without a "
+            "classifier has no accuracy."
+        )
     items = [
-        "Accuracy: on the run's test split; a linear probe is marked as one. The report fits "
-        "no probe of its own, so a purely generative model has no accuracy.",
+        f"Accuracy: on the run's test split; a linear probe is marked as one. {probes}",
         f"IS and FID: {settings['n_samples']} samples per model, sampler steps: {steps}. "
         "IS lies in [1, number of classes], higher is better; FID is a squared distance between "
         "Gaussians fitted to features of samples and test images, lower is better.",

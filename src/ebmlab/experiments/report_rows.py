@@ -152,13 +152,17 @@ def key_settings(recipe_name: str, config: Any) -> str:
 def accuracy_cell(
     recipe_name: str, config: Any, result: dict[str, Any]
 ) -> tuple[float | None, str]:
-    """``(test accuracy or None, what it measures)``; no probe is invented where none was trained."""
+    """``(test accuracy or None, what it measures)`` of the run's own classifier, if it has one.
+
+    A generative run without one gets None here; :mod:`ebmlab.experiments.report`
+    then fits a linear probe on its features (:mod:`ebmlab.experiments.report_probe`).
+    """
     n_test = result.get("n_test")
     on_test = f"test split ({n_test} images)" if n_test else "test split"
     if recipe_name == "dbm":
         linear = result.get("linear_accuracy")
         if linear is None:
-            return None, "no classifier trained (classifier_epochs=0); the report fits no probe"
+            return None, "no classifier trained (classifier_epochs=0)"
         if _positive(config, "fine_tune_epochs"):
             return result.get("test_accuracy"), (
                 f"fine-tuned unrolled network, {on_test}; the linear probe on mean-field "
@@ -167,7 +171,7 @@ def accuracy_cell(
         return linear, f"linear probe: a softmax head on frozen mean-field features, {on_test}"
     value = result.get("test_accuracy")
     if value is None:
-        return None, "no classifier in this run; the report fits no linear probe on its features"
+        return None, "no classifier in this run"
     if recipe_name == "dbn":
         return value, f"fine-tuned up-pass (backpropagation through the DBN), {on_test}"
     note = f"classifier's argmax, {on_test}"

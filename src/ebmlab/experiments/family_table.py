@@ -1,0 +1,315 @@
+"""``ebmlab table``: train the whole family within a wall-clock budget, then report it.
+
+The lecture closes with one table over the family (hybrid, discriminative and
+generative models; accuracy, IS, FID). :func:`build_table` reproduces it on one
+dataset in three steps:
+
+1. **Plan.** Every model of :func:`family` gets a share of the training budget
+   and, from its measured cost per unit of training (an epoch, or an iteration
+   for JEM; :data:`SECONDS_PER_UNIT`), as many units as fit, clamped to a range
+   where its recommended settings make sense. The plan is printed before any
+   work starts.
+2. **Train** each model into ``OUT/runs/NAME`` with a time limit of its share
+   (plus :data:`SLACK`), so the budget holds on a slower CPU: a model that runs
+   out of time stops at a checkpoint and is reported as cut. ``OUT/table.json``
+   records what is finished; a killed ``ebmlab table`` run again with the same
+   arguments resumes the model it was training from its last checkpoint and
+   skips the finished ones.
+3. **Report**: :func:`~ebmlab.experiments.report.write_report` over all runs,
+   into ``OUT`` (``report.html``, ``report.md``, ``report.csv``).
+
+The cost table was measured on the machine named in :data:`COSTS_MEASURED_ON`;
+on another CPU the estimate is off by their speed ratio, and the time limits keep
+the budget regardless.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ebmlab.experiments import report_costs as costs
+
+#: Datasets the table knows recommended settings for.
+DATASETS = ("fashion-mnist", "digits")
+#: Fraction of the budget kept for the report (sampling, IS/FID features, AIS).
+REPORT_SHARE = 0.15
+#: A model may run this much past its share before its time limit stops it.
+SLACK = 1.25
+COSTS_MEASURED_ON = "Intel Xeon (Sapphire Rapids class, AMX), 2 cores, torch 2.13"
+
+
+@dataclass(frozen=True)
+class TableEntry:
+    """One model of the table: its recipe, recommended settings and how they scale.
+
+    ``scaled`` maps config fields (dotted) to multipliers of the entry's units:
+    ``{"training.epochs": 1, "finetune.epochs": 2}`` gives a DBN of ``u`` greedy
+    epochs per layer and up to ``2u`` fine-tuning epochs. ``share`` is the
+    fraction of the training budget it gets; ``units`` the range its settings are
+    meant for (a run below the minimum is not worth reporting; above the maximum
+    the budget left is handed to no one, which keeps runs comparable).
+    """
+
+    name: str
+    recipe: str
+    settings: dict[str, Any]
+    scaled: dict[str, float]
+    share: float
+    units: tuple[int, int]
+    unit: str = "epoch"
+
+    def config_settings(self, dataset: str, units: int, data_dir: str | None) -> dict[str, Any]:
+        """The dotted settings of this entry's run with ``units`` units of training."""
+        values = {"dataset": dataset, **self.settings}
+        if data_dir is not None:
+            values["data_dir"] = data_dir
+        for dotted, multiplier in self.scaled.items():
+            values[dotted] = max(1, round(multiplier * units))
+        return values
+
+
+# JEM++'s sampler (Yang & Ji 2021): few SGLD steps from a class-Gaussian buffer, clamped.
+_JEM_PLUS_PLUS = {
+    "training.lr": 1e-3,
+    "training.n_steps": 5,
+    "training.buffer_init": "class-gaussian",
+    "training.clamp": True,
+}
+
+
+def family(dataset: str) -> list[TableEntry]:
+    """The models of the lecture's table with their recommended settings on ``dataset``.
+
+    Hybrid: JEM, its :math:`p(x \\mid y)` factorisation and a fine-tuned DBN;
+    discriminative: the same backbone as a plain classifier; generative: an RBM, a
+    Gaussian-Bernoulli RBM and a DBM (their accuracy comes from the report's
+    linear probe or the DBM's softmax head on frozen features).
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {', '.join(DATASETS)}; got {dataset!r}")
+    small = dataset == "digits"  # 8x8 images: smaller layers, units are cheap
+    hidden, deep = (200, [200, 200]) if small else (500, [500, 500])
+    iterations = (300, 20_000) if small else (500, 30_000)
+    return [
+        TableEntry("classifier", "jem", {**_JEM_PLUS_PLUS, "training.p_x_weight": 0.0},
+                   {"training.iterations": 1}, 0.06, iterations, "iteration"),
+        TableEntry("jem", "jem", dict(_JEM_PLUS_PLUS),
+                   {"training.iterations": 1}, 0.24, iterations, "iteration"),
+        TableEntry("jem-pxy", "jem",
+                   {**_JEM_PLUS_PLUS, "training.p_x_weight": 0.0,
+                    "training.p_x_given_y_weight": 1.0, "training.class_conditional": True},
+                   {"training.iterations": 1}, 0.14, iterations, "iteration"),
+        TableEntry("dbn", "dbn", {"layers": deep},
+                   {"training.epochs": 1, "finetune.epochs": 2}, 0.14, (2, 50)),
+        TableEntry("rbm", "rbm", {"n_hidden": hidden, "training.persistent": True},
+                   {"training.epochs": 1}, 0.12, (2, 100)),
+        TableEntry("gaussian-rbm", "rbm", {"n_hidden": hidden, "visible": "gaussian"},
+                   {"training.epochs": 1}, 0.10, (2, 100)),
+        TableEntry("dbm", "dbm",
+                   {"layers": [hidden, 2 * hidden]},
+                   {"training.epochs": 1, "training.pretraining.epochs": 1}, 0.20, (2, 100)),
+    ]  # fmt: skip
+
+
+#: Measured seconds per unit of each entry, by dataset: ``benchmarks/time_family_table.py``
+#: (2 threads, the first 2 epochs or 40 iterations of a run, data loading included, so
+#: long runs are a little cheaper per unit than this).
+SECONDS_PER_UNIT: dict[str, dict[str, float]] = {
+    "fashion-mnist": {
+        "classifier": 0.072,
+        "jem": 0.132,
+        "jem-pxy": 0.343,
+        "dbn": 6.70,
+        "rbm": 2.65,
+        "gaussian-rbm": 3.87,
+        "dbm": 77.0,
+    },
+    "digits": {
+        "classifier": 0.051,
+        "jem": 0.039,
+        "jem-pxy": 0.034,
+        "dbn": 0.39,
+        "rbm": 0.26,
+        "gaussian-rbm": 0.23,
+        "dbm": 0.63,
+    },
+}
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """An entry with the units that fit its share and the time it may take."""
+
+    entry: TableEntry
+    units: int
+    estimated_seconds: float
+    time_limit: float
+
+    def line(self) -> str:
+        """One line of the printed plan."""
+        return (
+            f"  {self.entry.name:<13} {self.entry.recipe:<4} {self.units:>6,} "
+            f"{self.entry.unit}s  ~{costs.duration(self.estimated_seconds):>8}  "
+            f"(stops at {costs.duration(self.time_limit)})"
+        )
+
+
+def plan_table(dataset: str, budget: float, models: list[str] | None = None) -> list[PlannedRun]:
+    """Units and time limits of each model for a ``budget`` in seconds (report included).
+
+    ``models`` restricts the table to those entry names; their shares are
+    renormalised so the training budget is still used.
+    """
+    if not (isinstance(budget, int | float) and math.isfinite(budget) and budget > 0):
+        raise ValueError(f"budget must be a positive number of seconds, got {budget!r}")
+    entries = family(dataset)
+    if models is not None:
+        known = [e.name for e in entries]
+        unknown = sorted(set(models) - set(known))
+        if unknown or not models:
+            raise ValueError(f"models must be names from {', '.join(known)}; got {models!r}")
+        entries = [e for e in entries if e.name in models]
+    total_share = sum(e.share for e in entries)
+    training = budget * (1 - REPORT_SHARE)
+    plans = []
+    for entry in entries:
+        allotted = training * entry.share / total_share
+        per_unit = SECONDS_PER_UNIT[dataset][entry.name]
+        low, high = entry.units
+        units = min(high, max(low, int(allotted / per_unit)))
+        plans.append(PlannedRun(entry, units, units * per_unit, allotted * SLACK))
+    return plans
+
+
+@dataclass
+class TableState:
+    """``OUT/table.json``: the table's arguments and, per model, how its training ended."""
+
+    path: Path
+    dataset: str
+    budget: float
+    models: list[str]
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, out: Path, dataset: str, budget: float, models: list[str]) -> TableState:
+        """The state in ``out``, new or left by an earlier call with the same arguments."""
+        path = out / "table.json"
+        if not path.is_file():
+            return cls(path, dataset, budget, models)
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        mine = {"dataset": dataset, "budget": budget, "models": models}
+        theirs = {key: saved.get(key) for key in mine}
+        if theirs != mine:
+            raise ValueError(
+                f"{out} holds a table made with {theirs}; resume it with the same arguments "
+                f"or choose another --out"
+            )
+        return cls(path, dataset, budget, models, saved.get("runs", {}))
+
+    def save(self) -> None:
+        record = {"dataset": self.dataset, "budget": self.budget, "models": self.models,
+                  "runs": self.runs}  # fmt: skip
+        temp = self.path.with_suffix(".json.tmp")
+        temp.write_text(json.dumps(record, indent=2), encoding="utf-8")
+        temp.replace(self.path)  # a kill mid-write leaves the old state, never half of it
+
+
+def _train_one(plan: PlannedRun, dataset: str, run_dir: Path, data_dir: str | None,
+               progress: bool) -> dict[str, Any]:  # fmt: skip
+    """Train (or resume) one model under its time limit; what ``table.json`` records of it."""
+    from ebmlab.experiments import driver
+    from ebmlab.experiments.registry import get_recipe, open_run
+    from ebmlab.experiments.run_folder import RunFolder
+
+    start = time.perf_counter()
+    folder = RunFolder(run_dir)
+    has_checkpoint = folder.config_path.is_file() and folder.checkpoints.latest() is not None
+    if has_checkpoint:
+        driver.resume(run_dir, progress=progress, time_limit=plan.time_limit)
+    else:
+        recipe_class = get_recipe(plan.entry.recipe)
+        settings = plan.entry.config_settings(dataset, plan.units, data_dir)
+        config = recipe_class.config_from_file(None, settings)
+        driver.train(config, run_dir, overwrite=True, progress=progress,
+                     time_limit=plan.time_limit)  # fmt: skip
+    recipe = open_run(run_dir)
+    done, total = recipe.completed_steps(), recipe.total_steps()
+    return {
+        "status": "finished" if done >= total else "cut",
+        "steps": done,
+        "total_steps": total,
+        "units": plan.units,
+        "seconds": time.perf_counter() - start,
+        "resumed": has_checkpoint,
+    }
+
+
+def build_table(
+    dataset: str,
+    budget: float,
+    out: str | Path,
+    *,
+    data_dir: str | None = None,
+    models: list[str] | None = None,
+    n_samples: int = 256,
+    loglik: bool = True,
+    seed: int = 0,
+    progress: bool = True,
+    echo: Callable[[str], None] = costs.to_stderr,
+) -> Path:
+    """Train the family on ``dataset`` within ``budget`` seconds and write its report.
+
+    Parameters
+    ----------
+    dataset : {"fashion-mnist", "digits"}
+        The data every model trains and is scored on.
+    budget : float
+        Wall-clock seconds for everything: training (each model a share, see
+        :func:`plan_table`) and the report (:data:`REPORT_SHARE`).
+    out : path
+        Folder of the table: ``runs/NAME`` per model, ``table.json``, the report.
+    models : list of str, optional
+        Only these entries of :func:`family` (default: all).
+    n_samples, loglik, seed
+        Passed to :func:`~ebmlab.experiments.report.write_report` (AIS with 100
+        chains and its default schedule where ``loglik``).
+
+    Returns
+    -------
+    Path
+        ``out/report.html``.
+    """
+    from ebmlab.experiments.report import write_report
+
+    plans = plan_table(dataset, budget, models)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = [p.entry.name for p in plans]
+    state = TableState.open(out, dataset, float(budget), names)
+    estimate = sum(p.estimated_seconds for p in plans)
+    echo(f"table: {len(plans)} models on {dataset}, budget {costs.duration(budget)} "
+         f"(training ~{costs.duration(estimate)}, the rest for the report); "
+         f"costs measured on {COSTS_MEASURED_ON}")  # fmt: skip
+    for plan in plans:
+        status = state.runs.get(plan.entry.name, {}).get("status")
+        echo(plan.line() + (f"  [{status}]" if status else ""))
+    for plan in plans:
+        name = plan.entry.name
+        if state.runs.get(name, {}).get("status") in ("finished", "cut"):
+            continue
+        echo(f"table: training {name} ({plan.units:,} {plan.entry.unit}s)")
+        state.runs[name] = _train_one(plan, dataset, out / "runs" / name, data_dir, progress)
+        state.save()
+        record = state.runs[name]
+        echo(f"table: {name} {record['status']} at step {record['steps']} of "
+             f"{record['total_steps']} in {costs.duration(record['seconds'])}")  # fmt: skip
+    write_report([out / "runs" / n for n in names], out, n_samples=n_samples, loglik=loglik,
+                 seed=seed, progress=progress, echo=echo)  # fmt: skip
+    return out / "report.html"
