@@ -63,3 +63,15 @@ def test_report_on_two_tiny_runs(tmp_path, capsys):
     assert " (linear probe) |" in text.split("\n| generative | RBM |")[1].split("\n")[0]
     assert text.count("\n| generative | Boltzmann machine |") == 1
     assert (out / rbm_row["samples_figure"]).is_file() and (out / "report.html").is_file()
+
+
+def test_report_marks_a_run_that_stopped_early(tmp_path):
+    run, out = tmp_path / "rbm", tmp_path / "report"
+    train = ["train", "rbm", "--n-hidden", "8", "--epochs", "3", "--stop-after", "1"]
+    assert run_cli([*train, "--out", str(run), "--no-progress"]) == 0
+    args = ["report", str(run), "--out", str(out), "--n-samples", "20", "--n-steps", "5"]
+    assert run_cli([*args, "--no-probe", "--no-progress"]) == 0
+    with (out / "report.csv").open() as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert row["key_settings"].endswith("UNFINISHED: trained 1 of 3 epochs")
+    assert "UNFINISHED: trained 1 of 3 epochs" in (out / "report.html").read_text()

@@ -322,6 +322,9 @@ def report_row(plan: RunPlan, settings: dict[str, Any], spaces: FeatureSpaces) -
         if path is not None and path.is_file():
             setattr(row, f"{key}_figure", path.relative_to(out).as_posix())
     row.key_settings = key_settings(recipe.name, recipe.config)
+    done, total = recipe.completed_steps(), recipe.total_steps()
+    if done < total:  # a run stopped early (killed, --stop-after, a table's time limit)
+        row.key_settings += f", UNFINISHED: trained {done} of {total} {recipe.step_unit}s"
     features = f"features {row.feature_net}" if row.feature_net else ""
     row.settings = "; ".join(p for p in (row.key_settings, row.sampling, features) if p)
     row.evaluation_seconds = plan.evaluation_seconds
