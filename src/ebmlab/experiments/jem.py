@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from ebmlab._fields import option, section
-from ebmlab._validation import check_choice, check_device, check_positive_int
+from ebmlab._validation import (
+    check_choice,
+    check_device,
+    check_nonnegative_int,
+    check_positive_int,
+)
 from ebmlab.data.ood import SYNTHETIC_OOD
 from ebmlab.experiments import jem_eval
 from ebmlab.experiments.recipe import Recipe
@@ -43,6 +48,8 @@ CURVE_KEYS = (
     "generative_loss",
     "energy_data",
     "energy_negative",
+    "energy_gap",
+    "buffer_fid",
     "train_accuracy",
 )
 
@@ -65,10 +72,22 @@ class JEMExperimentConfig:
     tensorboard: bool = option(
         False, "Also log scalars, histograms and replay-buffer images to RUN_DIR/tensorboard."
     )
+    fid_every: int = option(
+        0,
+        "Every N iterations (a multiple of --log-every), log the FID of 500 replay-buffer "
+        "samples against 500 test images in the dataset's shipped feature space (0: never).",
+        resumable=True,
+    )
     training: JEMConfig = section(JEMConfig, "JEM training.")
 
     def __post_init__(self) -> None:
         check_choice("backbone", self.backbone, BACKBONES)
+        check_nonnegative_int("fid_every", self.fid_every)
+        if self.fid_every and self.fid_every % self.training.log_every:
+            raise ValueError(
+                f"fid_every must be a multiple of log_every ({self.training.log_every}): "
+                f"it is logged with a metrics line; got {self.fid_every}"
+            )
         for name in ("width", "depth", "widen_factor", "keep_last"):
             check_positive_int(name, getattr(self, name))
         self.hidden_sizes = [check_positive_int("hidden_sizes[i]", w) for w in self.hidden_sizes]
@@ -172,6 +191,11 @@ class JEMRecipe(Recipe):
             device=context.device,
         )
         self.trainer.fault_hook = type(self).fault_hook
+        self.buffer_fid = None
+        if config.fid_every and self.trainer.buffer is not None:
+            from ebmlab.experiments.jem_monitor import BufferFID
+
+            self.buffer_fid = BufferFID(config.dataset, data.x_test)
         self.stream = MinibatchStream(
             data.x_train,
             data.y_train,
@@ -191,12 +215,24 @@ class JEMRecipe(Recipe):
     def step(self, run: TrainingRun) -> dict[str, Any] | None:
         self._rolled_back = False
         try:
-            return self.trainer.iterate(self.stream)
+            record = self.trainer.iterate(self.stream)
         except DivergenceError as error:
             run.log(self.trainer.roll_back(error, run.restore))
             run.save()  # the new seed and counters: a resume after this point continues the same
             self._rolled_back = True
             return None
+        return None if record is None else self._with_sampler_metrics(record)
+
+    def _with_sampler_metrics(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The energy gap, and every ``fid_every`` iterations the buffer FID (jem_monitor)."""
+        from ebmlab.experiments.jem_monitor import energy_gap
+
+        gap = energy_gap(record)
+        if gap is not None:
+            record["energy_gap"] = gap
+        if self.buffer_fid is not None and self.trainer.iteration % self.config.fid_every == 0:
+            record["buffer_fid"] = self.buffer_fid(self.trainer.buffer)
+        return record
 
     def checkpoint_due(self) -> bool:
         every = self.config.training.checkpoint_every
@@ -226,10 +262,9 @@ class JEMRecipe(Recipe):
         records = [
             {**r, "epoch": r["iteration"]} for r in folder.read_metrics() if "event" not in r
         ]
+        keys = [k for k in CURVE_KEYS if any(k in r for r in records)]
         if records:
-            save_training_curves(
-                records, folder.figures / "training_curves.png", keys=list(CURVE_KEYS)
-            )
+            save_training_curves(records, folder.figures / "training_curves.png", keys=keys)
         if self.trainer.buffer is not None:
             save_image_grid(
                 buffer_preview(self.trainer.buffer),
