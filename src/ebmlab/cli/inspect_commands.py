@@ -50,6 +50,20 @@ def evaluate(
     refine_step_size: float | None = typer.Option(
         None, help="JEM only: step size of the refinement (default: the run's SGLD step)."
     ),
+    sample_quality: int = typer.Option(
+        0,
+        min=0,
+        help="Also the IS and FID of this many fresh samples against the test split, in the "
+        "dataset's shipped feature space (0: none).",
+    ),
+    quality_steps: int | None = typer.Option(
+        None,
+        help="Sampler steps of those samples (default: 100 from a replay buffer, 1,000 Gibbs "
+        "sweeps from noise).",
+    ),
+    inception_weights: Path | None = typer.Option(
+        None, help="Inception-v3 weights file for that IS and FID instead of the shipped CNNs."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
     progress: bool = typer.Option(
         True, "--progress/--no-progress", help="Show progress bars (AIS) on stderr."
@@ -71,6 +85,9 @@ def evaluate(
         options["refine_step_size"] = refine_step_size
     if ood is not None:
         options["ood"] = tuple(name.strip() for name in ood.split(",") if name.strip())
+    if sample_quality:
+        options.update(sample_quality=sample_quality, quality_steps=quality_steps)
+        options["inception_weights"] = inception_weights
     result = evaluate_with_estimate(run_dir, progress=progress, echo=_echo_err, **options)
     if as_json:
         from ebmlab.experiments.run_folder import json_safe

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from ebmlab._validation import check_positive_int
+from ebmlab._validation import check_nonnegative_int, check_positive_int
 
 SAMPLE_BATCH = 64  # chains sampled together by the report (one tick of its bar), and probed
 PROBE_STEPS = 2  # extra steps of the second probe; the difference is the cost of a step
@@ -251,19 +251,40 @@ def evaluation_chains(recipe: Any, options: dict[str, Any]) -> list[Chains]:
 
 
 def evaluate_with_estimate(
-    run_dir: Any, *, progress: bool = True, echo: Callable[[str], None] = to_stderr, **options: Any
+    run_dir: Any,
+    *,
+    progress: bool = True,
+    echo: Callable[[str], None] = to_stderr,
+    sample_quality: int = 0,
+    quality_steps: int | None = None,
+    inception_weights: Any = None,
+    **options: Any,
 ) -> dict[str, Any]:
     """:func:`~ebmlab.experiments.registry.evaluate_run`, first saying what its long steps cost.
 
     ``progress`` reaches the recipes whose evaluation has bars (AIS); an option
-    the recipe does not take is an error, as in ``evaluate_run``.
+    the recipe does not take is an error, as in ``evaluate_run``. With
+    ``sample_quality=N`` the result also holds the IS and FID of N fresh samples of
+    ``quality_steps`` sampler steps (default: the report's, 100 from a replay
+    buffer, 1,000 Gibbs sweeps from noise) in the dataset's feature space, or in
+    Inception-v3's with ``inception_weights``
+    (:func:`~ebmlab.experiments.report_features.fresh_sample_quality`).
     """
     from ebmlab.experiments.registry import evaluate_recipe, open_run
 
+    check_nonnegative_int("sample_quality", sample_quality)
+    if quality_steps is not None:
+        check_positive_int("quality_steps", quality_steps)
     recipe = open_run(run_dir)
     name = recipe.folder.path.name
     chains = evaluation_chains(recipe, options)
-    timing = time_sampler(recipe) if chains else None
+    if sample_quality:
+        from ebmlab.experiments.report import default_steps, sample_options
+
+        quality_steps = quality_steps or default_steps(recipe.name)
+        extra = sample_options(recipe)
+        chains.append(sampling_chains(sample_quality, quality_steps, "sampler steps"))
+    timing = time_sampler(recipe, **(extra if sample_quality else {})) if chains else None
     if timing is not None:
         echo(estimate_line(f"{recipe.name} {name}", [c.priced(timing) for c in chains]))
     if "progress" in inspect.signature(recipe.evaluate).parameters:
@@ -271,6 +292,15 @@ def evaluate_with_estimate(
     start = time.perf_counter()
     with recipe.folder.recording_figures():  # JEM draws its reliability diagram there
         result = evaluate_recipe(recipe, strict=True, **options)
+    if sample_quality:
+        from ebmlab.experiments.report_features import FeatureSpaces, fresh_sample_quality
+
+        result.update(
+            fresh_sample_quality(
+                recipe, sample_quality, quality_steps, seed=options.get("seed", 0),
+                progress=progress, spaces=FeatureSpaces(inception_weights), **extra,
+            )
+        )  # fmt: skip
     if timing is not None:
         echo(f"{name}: evaluated in {duration(time.perf_counter() - start)}")
     return result

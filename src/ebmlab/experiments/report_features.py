@@ -184,3 +184,64 @@ def sample_quality(
         "biased upward at small sample counts"
     )
     return SampleQuality(score.mean, score.std, distance, is_note, fid_note)
+
+
+def fresh_sample_quality(
+    recipe: Any,
+    n_samples: int,
+    n_steps: int,
+    *,
+    seed: int = 0,
+    progress: bool = True,
+    spaces: FeatureSpaces | None = None,
+    **sample_options: Any,
+) -> dict[str, Any]:
+    """IS and FID of ``n_samples`` fresh samples of an opened run, as ``ebmlab eval`` reports them.
+
+    The samples are drawn by ``recipe.sample`` (``n_steps`` steps; a JEM starts in its
+    replay buffer when it has one, else from noise, and the ``sampling`` entry says
+    which) and scored against the test split in the dataset's feature space.
+    Returns ``{"sample_quality": {...}}`` with ``inception_score``,
+    ``inception_score_std``, ``fid``, ``n_samples``, ``n_steps``, ``sampling``,
+    ``feature_net`` and ``comparability``.
+    """
+    from ebmlab.experiments import report_costs as costs
+
+    try:
+        recipe.image_shape()
+    except ValueError:
+        raise ValueError(
+            f"sample_quality needs a model of images; {recipe.name!r} samples are not images"
+        ) from None
+    config, spaces = recipe.config, spaces or FeatureSpaces()
+    dataset, data_dir = getattr(config, "dataset", ""), getattr(config, "data_dir", None)
+    features = spaces.net_for(dataset)
+    if features is None:
+        known = ", ".join(FEATURE_NET_FOR_DATASET)
+        raise ValueError(
+            f"sample_quality needs a feature network for dataset {dataset!r}: ebmlab ships "
+            f"them for {known}; give an Inception-v3 weights file for others"
+        )
+    generator = torch.Generator(device=recipe.device).manual_seed(seed)
+    samples, description = costs.sample_in_batches(
+        recipe, n_samples, n_steps, generator=generator, progress=progress,
+        desc="sampling", **sample_options,
+    )  # fmt: skip
+    sampling = f"{n_samples} samples x {n_steps} {description}"
+    real = spaces.real_statistics(dataset, data_dir, features, progress=progress)
+    quality = sample_quality(
+        samples, real, features, sampling=sampling, progress=progress, desc="samples"
+    )
+    return {
+        "sample_quality": {
+            "n_samples": n_samples,
+            "n_steps": n_steps,
+            "sampling": sampling,
+            "feature_net": features.name,
+            "inception_score": quality.inception_score,
+            "inception_score_std": quality.std,
+            "fid": quality.fid,
+            "n_test": real[2],
+            "comparability": features.comparability,
+        }
+    }
