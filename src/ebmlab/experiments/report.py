@@ -34,6 +34,7 @@ import torch
 from ebmlab._validation import check_positive_int
 from ebmlab.experiments import report_costs as costs
 from ebmlab.experiments.registry import evaluate_recipe, open_run
+from ebmlab.experiments.report_costs import default_steps, sample_options
 from ebmlab.experiments.report_features import FeatureSpaces, sample_quality
 from ebmlab.experiments.report_probe import linear_probe, probe_work
 from ebmlab.experiments.report_rows import (
@@ -45,11 +46,6 @@ from ebmlab.experiments.report_rows import (
     model_class,
 )
 
-# Sampler steps when none are given: chains that start in a replay buffer or among kept
-# posterior draws need few; Gibbs chains from noise need many (and their sweeps are cheap).
-STEPS_FROM_BUFFER = 100
-STEPS_FROM_NOISE = 1000
-_STARTS_IN_BUFFER = ("jem", "ebm2d", "sgld-mixture")
 CURVE_FIGURES = ("training_curves.png", "log_likelihood.png")  # the first a run has
 GRID_SIZE = 64  # samples shown in a grid
 
@@ -90,19 +86,6 @@ class ReportRow:
 
 
 COLUMNS = tuple(f.name for f in dataclasses.fields(ReportRow))  # report.csv
-
-
-def default_steps(recipe_name: str) -> int:
-    """Sampler steps of a recipe's report samples when ``n_steps`` is not given."""
-    return STEPS_FROM_BUFFER if recipe_name in _STARTS_IN_BUFFER else STEPS_FROM_NOISE
-
-
-def sample_options(recipe: Any) -> dict[str, Any]:
-    """Options of ``recipe.sample``: a JEM classifier has no replay buffer, so it starts from noise."""
-    training = getattr(recipe.config, "training", None)
-    if recipe.name == "jem" and not getattr(training, "uses_sampling", True):
-        return {"start": "noise"}
-    return {}
 
 
 def _image_shape(recipe: Any) -> tuple[int, ...] | None:

@@ -25,6 +25,11 @@ import torch
 from ebmlab._validation import check_nonnegative_int, check_positive_int
 
 SAMPLE_BATCH = 64  # chains sampled together by the report (one tick of its bar), and probed
+# Sampler steps when none are given: chains that start in a replay buffer or among kept
+# posterior draws need few; Gibbs chains from noise need many (and their sweeps are cheap).
+STEPS_FROM_BUFFER = 100
+STEPS_FROM_NOISE = 1000
+_STARTS_IN_BUFFER = ("jem", "ebm2d", "sgld-mixture")
 PROBE_STEPS = 2  # extra steps of the second probe; the difference is the cost of a step
 # What jem_eval draws for its figures when eval asks for them: n_samples chains and
 # this many per class (jem_eval._eval_figures), each of sample_steps SGLD steps.
@@ -136,6 +141,19 @@ def time_feature_net(net: Any, images: torch.Tensor, *, batch_size: int = 64) ->
         net.features(batch[:2])  # warm-up: first calls allocate
         seconds, _ = _timed(lambda: (net.features(batch), net.logits(batch)))
     return seconds / batch.shape[0]
+
+
+def default_steps(recipe_name: str) -> int:
+    """Sampler steps of a recipe's report samples when ``n_steps`` is not given."""
+    return STEPS_FROM_BUFFER if recipe_name in _STARTS_IN_BUFFER else STEPS_FROM_NOISE
+
+
+def sample_options(recipe: Any) -> dict[str, Any]:
+    """Options of ``recipe.sample``: a JEM classifier has no replay buffer, so it starts from noise."""
+    training = getattr(recipe.config, "training", None)
+    if recipe.name == "jem" and not getattr(training, "uses_sampling", True):
+        return {"start": "noise"}
+    return {}
 
 
 def sample_in_batches(
@@ -279,8 +297,6 @@ def evaluate_with_estimate(
     name = recipe.folder.path.name
     chains = evaluation_chains(recipe, options)
     if sample_quality:
-        from ebmlab.experiments.report import default_steps, sample_options
-
         quality_steps = quality_steps or default_steps(recipe.name)
         extra = sample_options(recipe)
         chains.append(sampling_chains(sample_quality, quality_steps, "sampler steps"))

@@ -251,7 +251,7 @@ class CDTrainer:
         )
         if self._direct:
             # The same update without autograd or the optimizer's wrapper (small models
-            # spend most of their time there); tests/test_cd_direct.py proves it equal.
+            # spend most of their time there); tests/training/test_cd_direct.py proves it equal.
             loss = bernoulli_cd_gradients(self.model, v_data, h_data, v_model, h_model)
             average_gradients(self.model, self.context)
             self._center(v_data, h_data)

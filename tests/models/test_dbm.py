@@ -12,7 +12,7 @@ from ebmlab.estimators import ais_log_partition, exact_log_partition
 from ebmlab.estimators.annealing import annealing_path
 from ebmlab.models.dbm import DBM
 from ebmlab.samplers.dbm_gibbs import DBMBlockGibbs, sample_dbm
-from tests.enumeration import all_binary, chi_square_p_value
+from tests.helpers.enumeration import all_binary, chi_square_p_value
 
 
 def make_dbm(layer_sizes, seed=0, weight_std=1.0):

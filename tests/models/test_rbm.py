@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ebmlab.models import BernoulliRBM, sample_bernoulli
-from tests.enumeration import all_binary
+from tests.helpers.enumeration import all_binary
 
 
 def joint_log_weights(model: BernoulliRBM) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

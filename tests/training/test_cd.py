@@ -9,7 +9,7 @@ from ebmlab.models import BernoulliRBM
 from ebmlab.samplers import BlockGibbs, GibbsState, run_chain
 from ebmlab.training.cd import ContrastiveDivergence, cd_loss, sparsity_penalty
 from ebmlab.training.trainer import CDConfig, CDTrainer, NonFiniteError
-from tests.enumeration import all_binary
+from tests.helpers.enumeration import all_binary
 
 
 def cd_batch(model, k: int = 3):

@@ -20,7 +20,7 @@ from ebmlab.samplers.tempering import (
     swap_log_acceptance,
     temperature_ladder,
 )
-from tests.enumeration import all_binary, chi_square_p_value
+from tests.helpers.enumeration import all_binary, chi_square_p_value
 
 FIELDS = ("visible", "hidden", "energy", "betas", "walker", "direction")
 COUNTERS = ("swap_attempts", "swap_accepts", "round_trips")

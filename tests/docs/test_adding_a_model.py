@@ -15,7 +15,7 @@ from ebmlab.experiments import driver, registry
 from ebmlab.experiments.run_folder import RunFolder
 from ebmlab.training.checkpoint import load_checkpoint
 
-PAGE = Path(__file__).parent.parent / "docs" / "adding-a-model.md"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "adding-a-model.md"
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from ebmlab.experiments.driver import train
 from ebmlab.experiments.rbm import RBMExperimentConfig
 from ebmlab.training.checkpoint import load_checkpoint
 from ebmlab.training.trainer import CDConfig
-from tests.torchrun import run_torchrun
+from tests.helpers.torchrun import run_torchrun
 
 pytestmark = pytest.mark.slow  # two processes start torch and join a gloo group: ~20-40 s
 

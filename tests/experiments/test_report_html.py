@@ -29,7 +29,7 @@ from ebmlab.experiments.report_features import (
 from ebmlab.experiments.report_rows import GROUPS, ModelClass, model_class
 from ebmlab.training.finetune import FinetuneConfig
 from ebmlab.training.jem import JEMConfig
-from tests.test_report import run_cli
+from tests.experiments.test_report import run_cli
 
 PNG = b"\x89PNG\r\n\x1a\n"
 TINY_JEM = ["--backbone", "small-cnn", "--width", "4", "--n-train", "64", "--iterations", "4",

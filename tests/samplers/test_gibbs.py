@@ -7,7 +7,7 @@ import math
 import torch
 
 from ebmlab.samplers import BlockGibbs, GibbsState, run_chain, sample_visible
-from tests.enumeration import all_binary, chi_square_p_value
+from tests.helpers.enumeration import all_binary, chi_square_p_value
 
 
 def exact_visible_transition(model) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,8 +18,8 @@ from ebmlab.training.checkpoint import load_checkpoint
 from ebmlab.training.dbm import DBMTrainer, DBMTrainingConfig, classifier_accuracy
 from ebmlab.training.dbm_pretrain import GreedyPretrainer, TiedCopiesRBM, compose_dbm, layer_copies
 from ebmlab.training.trainer import CDConfig
-from tests.enumeration import all_binary
-from tests.test_dbm import make_dbm
+from tests.helpers.enumeration import all_binary
+from tests.models.test_dbm import make_dbm
 
 
 def random_tied(visible_copies, hidden_copies, seed=0):

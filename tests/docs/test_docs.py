@@ -17,7 +17,7 @@ import pytest
 import typer
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 PAGES = sorted([*DOCS.glob("*.md"), *DOCS.glob("models/*.md"), ROOT / "README.md"])
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))

@@ -21,7 +21,7 @@ from ebmlab.training.checkpoint import load_checkpoint
 # Options that make each recipe's run take a second or two, and the steps to stop after.
 TINY: dict[str, tuple[list[str], int]] = {
     # PCD with tempering and a likelihood logged while training: every replica and the
-    # centering offsets must resume bit for bit (plain PCD: tests/test_resume.py).
+    # centering offsets must resume bit for bit (plain PCD: tests/experiments/test_resume.py).
     "rbm": (
         [
             "--n-hidden",

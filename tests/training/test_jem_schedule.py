@@ -45,7 +45,7 @@ def test_old_configs_keep_their_explicit_schedule():
 def test_the_papers_recipe_is_one_config_file_away():
     from pathlib import Path
 
-    path = Path(__file__).parent.parent / "examples" / "jem_paper.yaml"
+    path = Path(__file__).resolve().parents[2] / "examples" / "jem_paper.yaml"
     config = JEMRecipe.config_from_file(path)
     assert (config.backbone, config.depth, config.widen_factor) == ("wrn", 28, 10)
     training = config.training

@@ -12,7 +12,7 @@ from ebmlab.estimators.dbn_bound import (
 )
 from ebmlab.models import BernoulliRBM
 from ebmlab.models.dbn import DBN
-from tests.enumeration import all_binary, chi_square_p_value
+from tests.helpers.enumeration import all_binary, chi_square_p_value
 
 
 def random_dbn(layer_sizes, seed=0, weight_std=1.0) -> DBN:

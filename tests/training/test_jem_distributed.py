@@ -18,7 +18,7 @@ import pytest
 from ebmlab.experiments.driver import train
 from ebmlab.experiments.jem import JEMExperimentConfig
 from ebmlab.training.jem import JEMConfig
-from tests.torchrun import run_torchrun
+from tests.helpers.torchrun import run_torchrun
 
 pytestmark = pytest.mark.slow  # two processes start torch and join a gloo group: ~20-60 s
 

@@ -1,4 +1,4 @@
-"""Run folders written by the previous release (tests/data/old_runs) still load, evaluate and sample.
+"""Run folders written by the previous release (tests/fixtures/old_runs) still load, evaluate and sample.
 
 Their config.yaml files use the old key names (``n_epochs``, ``learning_rate``,
 ``n_iterations``, ``hidden_sizes`` ...) and their checkpoints the layout from
@@ -14,7 +14,7 @@ import pytest
 
 from ebmlab.experiments.registry import evaluate_run, open_run, sample_run
 
-OLD_RUNS = Path(__file__).parent / "data" / "old_runs"
+OLD_RUNS = Path(__file__).resolve().parents[1] / "fixtures" / "old_runs"
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in OLD_RUNS.iterdir()))

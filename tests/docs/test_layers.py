@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-SOURCE = Path(__file__).parent.parent / "src" / "ebmlab"
+SOURCE = Path(__file__).resolve().parents[2] / "src" / "ebmlab"
 # Bottom to top; a package may import from its own layer and any layer before it.
 LAYERS = [
     {"_validation", "_fields", "_files", "__init__"},

@@ -1,0 +1,1 @@
+"""ebmlab's test suite, one package per layer of src/ebmlab (see docs/reliability.md)."""

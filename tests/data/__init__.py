@@ -1,0 +1,1 @@
+"""Tests of ebmlab.data: dataset readers, downloads, synthetic sets, transforms."""

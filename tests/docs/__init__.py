@@ -1,0 +1,1 @@
+"""The documentation and the architecture stay true."""

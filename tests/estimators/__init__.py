@@ -1,0 +1,1 @@
+"""Tests of ebmlab.estimators: exact, AIS, RAISE, pseudo-likelihood."""

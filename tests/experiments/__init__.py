@@ -1,0 +1,1 @@
+"""Tests of ebmlab.experiments: recipes, run folders, resume, configs, reports."""

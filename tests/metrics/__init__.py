@@ -1,0 +1,1 @@
+"""Tests of ebmlab.metrics: FID, IS, KID, classification and MCMC diagnostics."""

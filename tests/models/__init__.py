@@ -1,0 +1,1 @@
+"""Tests of ebmlab.models: energies, conditionals and partition functions."""

@@ -1,0 +1,1 @@
+"""Tests of ebmlab.samplers: Gibbs, Langevin, MALA, SGLD, tempering, replay buffers."""

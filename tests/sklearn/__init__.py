@@ -1,0 +1,1 @@
+"""Tests of ebmlab.sklearn: the scikit-learn adapters."""

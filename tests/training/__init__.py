@@ -1,0 +1,1 @@
+"""Tests of ebmlab.training: CD/PCD, checkpoints, layer-wise, JEM and distributed training."""
