@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DOCS_STAMP := $(VENV)/.docs-installed
 RUN_DIR ?= runs/demo-rbm-digits
 
-.PHONY: setup demo test test-fast lint bench bench-quick docs clean
+.PHONY: setup demo test test-fast lint check bench bench-quick docs clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,12 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+
+# Before every push: lint, formatting, CLI docs current, the fast tests.
+check: lint
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/python scripts/gen_cli_docs.py --check
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 -m "not slow"
 
 # The peers (scikit-learn, learnergy, torchebm, BlackJAX) are measured in the same run.
 bench: $(STAMP)
