@@ -136,7 +136,7 @@ def test_resume_extends_a_finished_run_and_reads_old_keys(tmp_path):
     driver.resume(run, changes={"training.iterations": 6}, progress=False)
     assert [r["iteration"] for r in final(run)[3]] == [2, 4, 6]
     assert "iterations: 6" in (run / "config.yaml").read_text()
-    with pytest.raises(ValueError, match=r"may change only \['training.iterations'\]"):
+    with pytest.raises(ValueError, match=r"may change only \['fid_every', 'training.iterations'\]"):
         driver.resume(run, changes={"training.lr": 0.1}, progress=False)
     old = JEMRecipe.config_from({"training": {"n_iterations": 7}})
     assert old.training.iterations == 7

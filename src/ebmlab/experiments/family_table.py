@@ -7,8 +7,8 @@ dataset in three steps:
 1. **Plan.** Every model of :func:`family` gets a share of the training budget
    and, from its measured cost per unit of training (an epoch, or an iteration
    for JEM; :data:`SECONDS_PER_UNIT`), as many units as fit, clamped to a range
-   where its recommended settings make sense. The plan is printed before any
-   work starts.
+   where its recommended settings make sense; what a model at its maximum cannot
+   use is shared out among the others. The plan is printed before any work starts.
 2. **Train** each model into ``OUT/runs/NAME`` with a time limit of its share
    (plus :data:`SLACK`), so the budget holds on a slower CPU: a model that runs
    out of time stops at a checkpoint and is reported as cut. ``OUT/table.json``
@@ -52,8 +52,8 @@ class TableEntry:
     ``{"training.epochs": 1, "finetune.epochs": 2}`` gives a DBN of ``u`` greedy
     epochs per layer and up to ``2u`` fine-tuning epochs. ``share`` is the
     fraction of the training budget it gets; ``units`` the range its settings are
-    meant for (a run below the minimum is not worth reporting; above the maximum
-    the budget left is handed to no one, which keeps runs comparable).
+    meant for (a run below the minimum is not worth reporting; time a run at its
+    maximum cannot use goes to the others, :func:`plan_table`).
     """
 
     name: str
@@ -117,18 +117,19 @@ def family(dataset: str) -> list[TableEntry]:
     ]  # fmt: skip
 
 
-#: Measured seconds per unit of each entry, by dataset: ``benchmarks/time_family_table.py``
-#: (2 threads, the first 2 epochs or 40 iterations of a run, data loading included, so
-#: long runs are a little cheaper per unit than this).
+#: Seconds per unit of each entry, by dataset, on :data:`COSTS_MEASURED_ON` with 2 threads.
+#: fashion-mnist: seconds / units of the whole runs of the published 75-minute table
+#: (benchmarks/RESULTS.md); digits: ``benchmarks/time_family_table.py`` (the first 2 epochs
+#: or 40 iterations, data loading included, so an overestimate for long runs).
 SECONDS_PER_UNIT: dict[str, dict[str, float]] = {
     "fashion-mnist": {
-        "classifier": 0.072,
-        "jem": 0.132,
-        "jem-pxy": 0.343,
-        "dbn": 6.70,
-        "rbm": 2.65,
-        "gaussian-rbm": 3.87,
-        "dbm": 77.0,
+        "classifier": 0.024,
+        "jem": 0.122,
+        "jem-pxy": 0.090,
+        "dbn": 3.26,
+        "rbm": 1.89,
+        "gaussian-rbm": 1.96,
+        "dbm": 41.3,
     },
     "digits": {
         "classifier": 0.051,
@@ -175,16 +176,32 @@ def plan_table(dataset: str, budget: float, models: list[str] | None = None) -> 
         if unknown or not models:
             raise ValueError(f"models must be names from {', '.join(known)}; got {models!r}")
         entries = [e for e in entries if e.name in models]
-    total_share = sum(e.share for e in entries)
-    training = budget * (1 - REPORT_SHARE)
+    costs_ = SECONDS_PER_UNIT[dataset]
+    allotted = _share_out(entries, budget * (1 - REPORT_SHARE), costs_)
     plans = []
     for entry in entries:
-        allotted = training * entry.share / total_share
-        per_unit = SECONDS_PER_UNIT[dataset][entry.name]
-        low, high = entry.units
-        units = min(high, max(low, int(allotted / per_unit)))
-        plans.append(PlannedRun(entry, units, units * per_unit, allotted * SLACK))
+        per_unit, (low, high) = costs_[entry.name], entry.units
+        units = min(high, max(low, int(allotted[entry.name] / per_unit + 1e-9)))
+        plans.append(PlannedRun(entry, units, units * per_unit, allotted[entry.name] * SLACK))
     return plans
+
+
+def _share_out(entries: list[TableEntry], seconds: float, costs_: dict[str, float]) -> dict:
+    """Seconds per entry: by share, and what an entry at its maximum units cannot use goes
+    to the others by their shares (water-filling), so a long budget buys longer JEM and
+    DBM runs rather than idle time."""
+    allotted, open_ = {}, list(entries)
+    while open_:
+        total = sum(e.share for e in open_)
+        full = [e for e in open_ if e.units[1] * costs_[e.name] < seconds * e.share / total]
+        if not full:
+            allotted.update({e.name: seconds * e.share / total for e in open_})
+            break
+        for entry in full:  # these get exactly what their maximum needs
+            allotted[entry.name] = entry.units[1] * costs_[entry.name]
+            seconds -= allotted[entry.name]
+            open_.remove(entry)
+    return allotted
 
 
 @dataclass
