@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from ebmlab.experiments.report_features import FEATURE_NET_FOR_DATASET
+from ebmlab.experiments.report_features import FEATURE_NET_FOR_DATASET, no_feature_net
 from ebmlab.samplers.replay_buffer import ReplayBuffer
 
 BUFFER_FID_SAMPLES = 500
@@ -49,11 +49,7 @@ class BufferFID:
 
         name = FEATURE_NET_FOR_DATASET.get(dataset)
         if name is None:
-            known = ", ".join(FEATURE_NET_FOR_DATASET)
-            raise ValueError(
-                f"fid_every needs a dataset with a shipped feature network ({known}); "
-                f"got {dataset!r}"
-            )
+            no_feature_net("fid_every", dataset)
         self.name, self.n = name, min(n, held_out.shape[0])
         self.net = load_feature_net(name)
         real = self._features(held_out[: self.n])

@@ -186,6 +186,15 @@ def sample_quality(
     return SampleQuality(score.mean, score.std, distance, is_note, fid_note)
 
 
+def no_feature_net(argument: str, dataset: str, hint: str = "") -> None:
+    """Raise the one error of an ``argument`` that needs a shipped network ``dataset`` lacks."""
+    known = ", ".join(FEATURE_NET_FOR_DATASET)
+    raise ValueError(
+        f"{argument} needs a dataset with a shipped feature network ({known}); "
+        f"got {dataset!r}{hint}"
+    )
+
+
 def fresh_sample_quality(
     recipe: Any,
     n_samples: int,
@@ -217,11 +226,7 @@ def fresh_sample_quality(
     dataset, data_dir = getattr(config, "dataset", ""), getattr(config, "data_dir", None)
     features = spaces.net_for(dataset)
     if features is None:
-        known = ", ".join(FEATURE_NET_FOR_DATASET)
-        raise ValueError(
-            f"sample_quality needs a feature network for dataset {dataset!r}: ebmlab ships "
-            f"them for {known}; give an Inception-v3 weights file for others"
-        )
+        no_feature_net("sample_quality", dataset, "; give an Inception-v3 weights file for others")
     generator = torch.Generator(device=recipe.device).manual_seed(seed)
     samples, description = costs.sample_in_batches(
         recipe, n_samples, n_steps, generator=generator, progress=progress,
