@@ -102,6 +102,14 @@ class JEMConfig:
     rollback_lr_factor: float = option(1.0, "Multiply the lr by this at each rollback.")
     checkpoint_every: int = option(100, "Iterations between checkpoints.")
     log_every: int = option(10, "Iterations between metrics lines.")
+    adaptive_steps: bool = option(
+        False,
+        "After each metrics window, one SGLD step more (up to max_steps) when the energy gap "
+        "E(data) - E(negatives) is below -gap_tolerance, one fewer (not below n_steps) when "
+        "it is above -gap_tolerance/4.",
+    )
+    max_steps: int = option(40, "Most SGLD steps per iteration with adaptive_steps.")
+    gap_tolerance: float = option(0.2, "Energy gap that counts as the sampler falling behind.")
 
     def __post_init__(self) -> None:
         for name in ("iterations", "batch_size", "n_steps", "buffer_size"):
@@ -124,6 +132,11 @@ class JEMConfig:
         check_probability("reinit_prob", self.reinit_prob)
         check_choice("buffer_init", self.buffer_init, BUFFER_INITS)
         check_choice("sampling_dtype", self.sampling_dtype, SAMPLING_DTYPES)
+        check_positive_float("gap_tolerance", self.gap_tolerance)
+        if check_positive_int("max_steps", self.max_steps) < self.n_steps:
+            raise ValueError(
+                f"max_steps must be at least n_steps ({self.n_steps}); got {self.max_steps}"
+            )
         factor = check_positive_float("rollback_lr_factor", self.rollback_lr_factor)
         if factor > 1:
             raise ValueError(f"rollback_lr_factor must lie in (0, 1]; got {factor!r}")

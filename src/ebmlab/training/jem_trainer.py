@@ -32,6 +32,7 @@ from ebmlab.training.jem import (
     jem_loss,
     jem_sampler,
 )
+from ebmlab.training.step_control import adapted_steps
 
 
 class JEMTrainer:
@@ -102,6 +103,7 @@ class JEMTrainer:
         self.iteration = 0
         self.rollbacks = 0
         self.lr_scale = 1.0
+        self.n_steps = config.n_steps  # moves with adaptive_steps (step_control)
         self.window = _Window()  # metrics since the last log record
         # Test/fault-injection hook: (iteration, loss) -> loss, applied before the divergence check.
         self.fault_hook: Callable[[int, torch.Tensor], torch.Tensor] | None = None
@@ -121,9 +123,7 @@ class JEMTrainer:
             batch_size, generator=self.generator, y=y if conditional else None
         )
         sampler = jem_sampler(self.model, self.config, y)
-        state, _, _ = run_chain(
-            sampler, sampler.init(x0), self.config.n_steps, generator=self.generator
-        )
+        state, _, _ = run_chain(sampler, sampler.init(x0), self.n_steps, generator=self.generator)
         self.buffer.push(state.x, slots)
         return state.x
 
@@ -201,7 +201,14 @@ class JEMTrainer:
             return None
         record = mean_over_ranks(self.window.means(), self.context)
         self.window = _Window()
-        return {**record, "rollbacks": self.rollbacks}
+        record = {**record, "rollbacks": self.rollbacks, "n_steps": self.n_steps}
+        if config.adaptive_steps and self.buffer is not None:
+            gap = record.get("energy_data", 0.0) - record.get("energy_negative", 0.0)
+            self.n_steps = adapted_steps(
+                self.n_steps, gap, min_steps=config.n_steps, max_steps=config.max_steps,
+                tolerance=config.gap_tolerance,
+            )  # fmt: skip
+        return record
 
     def roll_back(self, error: DivergenceError, restore: Callable[[], Any]) -> dict[str, Any]:
         """Restore the last checkpoint, reseed the sampler stream, scale the lr; or give up.
@@ -235,6 +242,7 @@ class JEMTrainer:
             "iteration": self.iteration,
             "rollbacks": self.rollbacks,
             "lr_scale": self.lr_scale,
+            "n_steps": self.n_steps,
             "optimizer": self.optimizer.state_dict(),
         }
 
@@ -250,6 +258,7 @@ class JEMTrainer:
         """Load :meth:`shared_state` and :meth:`local_state` (a checkpoint without a window: empty)."""
         self.iteration = int(shared["iteration"])
         self.rollbacks, self.lr_scale = int(shared["rollbacks"]), float(shared["lr_scale"])
+        self.n_steps = int(shared.get("n_steps", self.config.n_steps))  # older checkpoints: fixed
         self.optimizer.load_state_dict(shared["optimizer"])
         self.generator.set_state(local["generator"])
         if self.buffer is not None:
