@@ -6,7 +6,7 @@ negatives sit where the model puts its mass and the **energy gap**
 :math:`g = \\bar E(x_{data}) - \\bar E(\\hat x)` stays near zero; once the model
 sharpens faster than a fixed number of steps can follow, the negatives lag in
 high-energy regions and :math:`g` turns strongly negative (on Fashion-MNIST it went
-from about -0.05 to -4 within 500 iterations, benchmarks/RESULTS.md). The controller
+from about -0.05 to -4 within about 800 iterations, benchmarks/RESULTS.md). The controller
 reads :math:`g` once per logging window (averaged over ranks, so every rank takes the
 same decision) and
 
