@@ -296,11 +296,11 @@ def evaluate_with_estimate(
     recipe = open_run(run_dir)
     name = recipe.folder.path.name
     chains = evaluation_chains(recipe, options)
+    start_from = sample_options(recipe)  # a JEM without a buffer samples from noise
     if sample_quality:
         quality_steps = quality_steps or default_steps(recipe.name)
-        extra = sample_options(recipe)
         chains.append(sampling_chains(sample_quality, quality_steps, "sampler steps"))
-    timing = time_sampler(recipe, **(extra if sample_quality else {})) if chains else None
+    timing = time_sampler(recipe, **start_from) if chains else None
     if timing is not None:
         echo(estimate_line(f"{recipe.name} {name}", [c.priced(timing) for c in chains]))
     if "progress" in inspect.signature(recipe.evaluate).parameters:
@@ -314,7 +314,7 @@ def evaluate_with_estimate(
         result.update(
             fresh_sample_quality(
                 recipe, sample_quality, quality_steps, seed=options.get("seed", 0),
-                progress=progress, spaces=FeatureSpaces(inception_weights), **extra,
+                progress=progress, spaces=FeatureSpaces(inception_weights), **start_from,
             )
         )  # fmt: skip
     if timing is not None:
