@@ -14,9 +14,11 @@ from ebmlab.experiments.family_table import (
     REPORT_SHARE,
     SECONDS_PER_UNIT,
     SLACK,
+    UNMEASURED_SLACK,
     build_table,
     family,
     plan_table,
+    replan,
 )
 from ebmlab.experiments.registry import get_recipe, open_run
 
@@ -73,6 +75,48 @@ def test_plan_of_a_subset_gives_it_the_whole_budget():
 def test_plan_refuses_bad_arguments(args, message):
     with pytest.raises(ValueError, match=message):
         plan_table(*args)
+
+
+def _record(seconds, *, fraction=1.0, resumed=False):
+    """A table.json record of a model trained for ``fraction`` of 10 units in ``seconds``."""
+    return {"status": "finished" if fraction == 1 else "cut", "steps": int(100 * fraction),
+            "total_steps": 100, "units": 10, "seconds": seconds, "resumed": resumed}  # fmt: skip
+
+
+def test_replan_plans_the_rest_at_the_speed_the_trained_runs_measured():
+    plans = plan_table("fashion-mnist", 7200.0)
+    cost = SECONDS_PER_UNIT["fashion-mnist"]["classifier"]
+    # The classifier took twice what the cost table predicts for the 8 units it trained.
+    runs = {"classifier": _record(2 * 8 * cost, fraction=0.8)}
+    rest = replan("fashion-mnist", 7200.0, plans, runs)
+    assert [p.entry.name for p in rest] == [p.entry.name for p in plans[1:]]
+    left = 7200.0 * (1 - REPORT_SHARE) - runs["classifier"]["seconds"]
+    assert sum(p.time_limit for p in rest) == pytest.approx(left * SLACK)
+    jem = rest[0]
+    assert jem.estimated_seconds == pytest.approx(
+        jem.units * 2 * SECONDS_PER_UNIT["fashion-mnist"]["jem"]
+    )
+    assert jem.units < plans[1].units  # a slower CPU buys fewer iterations, not a cut run
+
+
+def test_replan_is_loose_until_a_speed_is_measured():
+    plans = plan_table("fashion-mnist", 7200.0)
+    first = replan("fashion-mnist", 7200.0, plans, {})
+    assert [p.units for p in first] == [p.units for p in plans]
+    assert first[0].time_limit == pytest.approx(plans[0].time_limit / SLACK * UNMEASURED_SLACK)
+    # A resumed run's seconds cover only its resumed part: spent, but not a speed.
+    runs = {"classifier": _record(30.0, resumed=True)}
+    rest = replan("fashion-mnist", 7200.0, plans, runs)
+    left = 7200.0 * (1 - REPORT_SHARE) - 30.0
+    assert sum(p.time_limit for p in rest) == pytest.approx(left * UNMEASURED_SLACK)
+
+
+def test_replan_with_the_budget_spent_gives_each_model_its_minimum():
+    plans = plan_table("digits", 60.0, ["rbm", "dbm"])
+    rest = replan("digits", 60.0, plans, {"rbm": _record(500.0)})
+    (dbm,) = rest
+    assert dbm.units == dbm.entry.units[0]
+    assert dbm.time_limit == pytest.approx(dbm.estimated_seconds * SLACK) and dbm.time_limit > 0
 
 
 def _rbm_config(epochs: int):
