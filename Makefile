@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DOCS_STAMP := $(VENV)/.docs-installed
 RUN_DIR ?= runs/demo-rbm-digits
 
-.PHONY: setup demo test test-fast lint check bench bench-quick docs clean
+.PHONY: setup demo test test-fast lint check mutation mutation-changed bench bench-quick docs clean
 
 setup: $(STAMP)
 
@@ -35,11 +35,30 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
-# Before every push: lint, formatting, CLI docs current, the fast tests.
+# Before every push: lint, formatting, CLI docs current, the fast tests, and the mutants of
+# what changed since the last mutation run (skipped with a note before the first one).
 check: lint
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/python scripts/gen_cli_docs.py --check
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 -m "not slow"
+	$(MAKE) --no-print-directory mutation-changed
+
+MUTATION_STAMP := $(VENV)/.mutation-installed
+$(MUTATION_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[mutation]"
+	touch $(MUTATION_STAMP)
+
+# Mutation testing of training/, samplers/, estimators/ and models/ ([tool.mutmut] in
+# pyproject.toml), then docs/mutation.md. mutmut keeps its results in mutants/: a later run
+# re-tests only the functions whose code changed, so the first run is the long one.
+mutation: $(MUTATION_STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/mutmut run --max-children 2
+	$(BIN)/python scripts/mutation_report.py --write docs/mutation.md
+
+mutation-changed: $(MUTATION_STAMP)
+	@if [ -d mutants ]; then OMP_NUM_THREADS=1 $(BIN)/mutmut run --max-children 2 && \
+		$(BIN)/python scripts/mutation_report.py --write docs/mutation.md; \
+	else echo "mutation: no earlier run in mutants/; run 'make mutation' once (long)"; fi
 
 # The peers (scikit-learn, learnergy, torchebm, BlackJAX) are measured in the same run.
 bench: $(STAMP)
