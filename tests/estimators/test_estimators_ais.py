@@ -16,7 +16,8 @@ from ebmlab.estimators import (
     default_betas,
     exact_log_partition,
 )
-from ebmlab.estimators.ais import log_mean_exp_interval
+from ebmlab.estimators.ais import log_mean_exp_interval, weight_ess
+from ebmlab.estimators.evaluate import open_interval_warnings
 from ebmlab.estimators.rbm_path import RBMAnnealingPath
 from ebmlab.models.rbm import BernoulliRBM
 
@@ -232,3 +233,48 @@ def test_a_registered_path_plugs_into_ais():
     )
     exact = torch.nn.functional.softplus(theta).sum().item()
     assert estimate.log_z_lower <= exact <= estimate.log_z_upper
+
+
+def test_weight_ess_is_kishs_formula_and_overflow_safe():
+    weights = torch.tensor([1.0, 3.0], dtype=torch.float64)
+    assert weight_ess(weights.log()) == pytest.approx(16 / 10, rel=1e-12)  # (1+3)^2 / (1+9)
+    assert weight_ess(weights.log() + 5000.0) == pytest.approx(1.6, rel=1e-12)
+    assert weight_ess(torch.zeros(40)) == pytest.approx(40.0)  # equal weights: every chain
+    assert weight_ess(torch.tensor([0.0, -800.0, -800.0])) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="log_weights must hold"):
+        weight_ess(torch.zeros(0))
+
+
+def test_summary_reports_ess_and_whether_the_interval_closes():
+    model = make_rbm(20, 12, seed=0)
+    good = run_ais(model, 0, betas=3000)
+    summary = good.summary()
+    assert summary["interval_closed"] is True and good.interval_closed
+    assert 50 < summary["weight_ess"] <= 100  # a near-exact run: most chains count
+    assert summary["weight_ess"] == weight_ess(good.log_weights)
+    assert (summary["value"], summary["lower"], summary["upper"]) == (
+        good.log_z,
+        good.log_z_lower,
+        good.log_z_upper,
+    )
+    # Two temperatures on strong weights: one chain carries the estimate, the interval opens.
+    strong = make_rbm(20, 12, seed=0)
+    with torch.no_grad():
+        strong.weight.mul_(4.0)
+    bad = run_ais(strong, 0, betas=2, n_chains=20)
+    assert bad.summary()["interval_closed"] is False and bad.log_z_lower == -math.inf
+    assert bad.weight_ess < 2.0
+
+
+def test_open_intervals_are_warned_about_with_the_ess():
+    closed = {"value": -90.0, "lower": -90.5, "upper": -89.6}
+    result = {
+        "test_loglik": {"value": -90.0, "lower": -91.0, "upper": math.inf},
+        "loglik_bound": closed,
+        "log_z": {"lower": -math.inf, "upper": 10.0, "weight_ess": 1.04, "n_chains": 100},
+        "cheap": {"lower": None, "upper": None},  # monitoring estimates without an interval
+    }
+    (line,) = open_interval_warnings(result)
+    assert line.startswith("warning: the interval of test_loglik is open [-91, inf]")
+    assert "ESS is 1.0 of 100 chains" in line
+    assert open_interval_warnings({"test_loglik": closed, "log_z": {"lower": 1.0}}) == []

@@ -88,7 +88,10 @@ def test_evaluate_log_likelihood_keys_and_values():
     json.dumps(result)  # JSON-ready
     assert set(result) == {"test_loglik", "log_z", "raise_loglik", "seconds"}
     assert set(result["test_loglik"]) == {"value", "lower", "upper", "stderr", "n_samples"}
-    assert set(result["log_z"]) == {"value", "lower", "upper", "n_chains", "n_betas", "seconds"}
+    assert set(result["log_z"]) == {
+        "value", "lower", "upper", "n_chains", "n_betas", "weight_ess", "interval_closed", "seconds"
+    }  # fmt: skip
+    assert result["log_z"]["interval_closed"] is True and 1 <= result["log_z"]["weight_ess"] <= 100
     assert set(result["raise_loglik"]) == {
         "value",
         "stderr",

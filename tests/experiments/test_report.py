@@ -75,3 +75,20 @@ def test_report_marks_a_run_that_stopped_early(tmp_path):
         (row,) = list(csv.DictReader(handle))
     assert row["key_settings"].endswith("UNFINISHED: trained 1 of 3 epochs")
     assert "UNFINISHED: trained 1 of 3 epochs" in (out / "report.html").read_text()
+
+
+def test_loglik_note_gives_the_weight_ess_and_says_when_the_interval_is_open():
+    from ebmlab.experiments.report_rows import loglik_cell
+
+    log_z = {"n_chains": 100, "n_betas": 14501, "weight_ess": 37.25, "interval_closed": True}
+    entry = {"value": -230.0, "lower": -230.4, "upper": -229.7}
+    cell = loglik_cell("rbm", {"test_loglik": entry, "log_z": log_z}, asked=True)
+    assert (cell.value, cell.lower, cell.upper) == (-230.0, -230.4, -229.7)
+    assert "100 chains x 14,501 temperatures (weight ESS 37.2 of 100)" in cell.note
+    assert "OPEN" not in cell.note
+    opened = {**log_z, "weight_ess": 1.01, "interval_closed": False}
+    bound = {"value": -300.0, "lower": -301.0, "upper": float("inf")}
+    cell = loglik_cell("dbm", {"loglik_bound": bound, "log_z": opened}, asked=True)
+    assert (cell.lower, cell.upper) == (None, None) and "the interval is OPEN" in cell.note
+    old = loglik_cell("rbm", {"test_loglik": entry, "log_z": {"n_chains": 100}}, asked=True)
+    assert "ESS" not in old.note  # evaluated before the ESS was recorded

@@ -89,6 +89,10 @@ def evaluate(
         options.update(sample_quality=sample_quality, quality_steps=quality_steps)
         options["inception_weights"] = inception_weights
     result = evaluate_with_estimate(run_dir, progress=progress, echo=_echo_err, **options)
+    from ebmlab.estimators.evaluate import open_interval_warnings
+
+    for line in open_interval_warnings(result):
+        _echo_err(line)
     if as_json:
         from ebmlab.experiments.run_folder import json_safe
 

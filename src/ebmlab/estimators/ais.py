@@ -40,6 +40,13 @@ class LogZEstimate:
         Wall-clock time of the run.
     log_weights : torch.Tensor
         The ``n_chains`` log importance weights (float64, CPU), for diagnostics.
+
+    Notes
+    -----
+    :attr:`weight_ess` is the effective sample size of the weights,
+    :math:`(\sum_m w_m)^2 / \sum_m w_m^2` (Kish): ``n_chains`` when every run
+    carries the same weight, near 1 when one run dominates the estimate, which is
+    then no better than that one run whatever its interval says.
     """
 
     log_z: float
@@ -50,11 +57,47 @@ class LogZEstimate:
     seconds: float
     log_weights: torch.Tensor = field(repr=False, compare=False, default=None)
 
+    @property
+    def weight_ess(self) -> float:
+        """Effective sample size of the importance weights (NaN without them)."""
+        return weight_ess(self.log_weights) if self.log_weights is not None else math.nan
+
+    @property
+    def interval_closed(self) -> bool:
+        """Whether both ends of the interval are finite (3 sigma below the estimate)."""
+        return math.isfinite(self.log_z_lower) and math.isfinite(self.log_z_upper)
+
     def to_dict(self) -> dict:
         """JSON-ready dictionary (without the per-chain weights)."""
         values = asdict(self)
         values.pop("log_weights")
         return values
+
+    def summary(self) -> dict:
+        """What evaluation results record of this estimate (``value``, ``lower``, ...)."""
+        return {
+            "value": self.log_z,
+            "lower": self.log_z_lower,
+            "upper": self.log_z_upper,
+            "n_chains": self.n_chains,
+            "n_betas": self.n_betas,
+            "weight_ess": self.weight_ess,
+            "interval_closed": self.interval_closed,
+            "seconds": self.seconds,
+        }
+
+
+def weight_ess(log_weights: torch.Tensor) -> float:
+    r"""Kish's effective sample size :math:`(\sum w)^2 / \sum w^2` from log-weights.
+
+    Computed as :math:`\exp(2\,\mathrm{LSE}(\log w) - \mathrm{LSE}(2 \log w))`, so
+    weights far outside float range are fine.
+    """
+    log_weights = log_weights.detach().to(torch.float64).reshape(-1)
+    if log_weights.numel() == 0:
+        raise ValueError("log_weights must hold at least one weight; got none")
+    double = 2 * torch.logsumexp(log_weights, 0) - torch.logsumexp(2 * log_weights, 0)
+    return float(torch.exp(double))
 
 
 def log_mean_exp_interval(

@@ -61,7 +61,8 @@ def evaluate_log_likelihood(
     -------
     dict
         ``{"test_loglik": {value, lower, upper, stderr, n_samples},
-        "log_z": {value, lower, upper, n_chains, n_betas, seconds},
+        "log_z": {value, lower, upper, n_chains, n_betas, weight_ess, interval_closed,
+        seconds},
         "raise_loglik": {value, stderr, n_chains, n_betas, n_samples, ais_value, seconds},
         "seconds": total}``; ``raise_loglik.ais_value`` is the AIS estimate on the same
         test points as RAISE, the number to compare it with (docs/estimators.md).
@@ -85,14 +86,7 @@ def evaluate_log_likelihood(
         "test_loglik": {
             key: getattr(test, key) for key in ("value", "lower", "upper", "stderr", "n_samples")
         },
-        "log_z": {
-            "value": log_z.log_z,
-            "lower": log_z.log_z_lower,
-            "upper": log_z.log_z_upper,
-            "n_chains": log_z.n_chains,
-            "n_betas": log_z.n_betas,
-            "seconds": log_z.seconds,
-        },
+        "log_z": log_z.summary(),
         "raise_loglik": _raise_entry(
             model,
             test_data,
@@ -168,3 +162,24 @@ def quick_log_likelihood(
         "upper": finite(estimate.upper),
         "method": f"AIS, {n_chains} chains x {n_betas} temperatures (cheap, for monitoring)",
     }
+
+
+def open_interval_warnings(result: dict) -> list[str]:
+    """A warning per estimate in ``result`` whose interval is open, with the AIS weights' ESS.
+
+    ``log_z`` itself is not warned about: the log-likelihood whose interval it opens is.
+    """
+    log_z = result.get("log_z") if isinstance(result.get("log_z"), dict) else {}
+    ess, chains = log_z.get("weight_ess"), log_z.get("n_chains")
+    weights = f"; the AIS weights' ESS is {ess:.1f} of {chains} chains" if ess is not None else ""
+    lines = []
+    for key, entry in result.items():
+        if key == "log_z" or not (isinstance(entry, dict) and {"lower", "upper"} <= set(entry)):
+            continue
+        ends = (entry["lower"], entry["upper"])
+        if all(isinstance(v, int | float) for v in ends) and not all(map(math.isfinite, ends)):
+            lines.append(
+                f"warning: the interval of {key} is open [{ends[0]:.6g}, {ends[1]:.6g}]{weights}: "
+                "not a usable number; raise --n-chains or --n-betas"
+            )
+    return lines

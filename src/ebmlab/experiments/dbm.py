@@ -309,14 +309,7 @@ class DBMRecipe(Recipe):
             result["loglik_bound"] = {
                 k: getattr(bound, k) for k in ("value", "lower", "upper", "stderr", "n_samples")
             }
-            result["log_z"] = {
-                "value": log_z.log_z,
-                "lower": log_z.log_z_lower,
-                "upper": log_z.log_z_upper,
-                "n_chains": log_z.n_chains,
-                "n_betas": log_z.n_betas,
-                "seconds": log_z.seconds,
-            }
+            result["log_z"] = log_z.summary()
         return result
 
 

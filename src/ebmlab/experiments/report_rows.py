@@ -199,12 +199,17 @@ def _interval(entry: dict[str, Any]) -> tuple[float | None, float | None]:
 
 def _ais_note(result: dict[str, Any]) -> str:
     log_z = result.get("log_z") or {}
-    chains, betas = log_z.get("n_chains"), log_z.get("n_betas")
-    return (
+    chains, betas, ess = log_z.get("n_chains"), log_z.get("n_betas"), log_z.get("weight_ess")
+    note = (
         f"AIS log Z with {chains} chains x {betas:,} temperatures"
         if chains and betas
         else "AIS log Z"
     )
+    if isinstance(ess, float) and ess == ess:  # runs evaluated before the ESS was recorded lack it
+        note += f" (weight ESS {ess:.1f} of {chains})"
+    if log_z.get("interval_closed") is False:
+        note += "; the interval is OPEN: the estimate is not a usable number"
+    return note
 
 
 def loglik_cell(recipe_name: str, result: dict[str, Any], *, asked: bool) -> LoglikCell:
