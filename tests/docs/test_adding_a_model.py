@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
+# Imported before the walkthrough registers its recipe: the CLI's train app is built once,
+# on import, and a later import would keep the walkthrough's command in it for good.
+from ebmlab.cli.train_commands import _train_command
 from ebmlab.experiments import driver, registry
 from ebmlab.experiments.run_folder import RunFolder
 from ebmlab.training.checkpoint import load_checkpoint
@@ -35,8 +38,6 @@ def walkthrough(tmp_path):
 
 
 def test_the_walkthrough_recipe_runs_the_whole_lifecycle(walkthrough, tmp_path, capsys):
-    from ebmlab.cli.train_commands import _train_command
-
     config = walkthrough.IndependentBernoulliConfig(epochs=4)
     whole, parted = tmp_path / "whole", tmp_path / "parted"
     driver.train(config, whole, progress=False)

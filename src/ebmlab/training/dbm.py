@@ -34,15 +34,18 @@ from ebmlab._validation import (
 from ebmlab.models.dbm import DBM
 from ebmlab.samplers.base import run_chain
 from ebmlab.samplers.dbm_gibbs import DBMBlockGibbs, DBMGibbsState
+from ebmlab.training.centering import check_offset_rate
+from ebmlab.training.dbm_centering import DBMCentering
 from ebmlab.training.distributed import (
     DistributedContext,
     average_gradients,
+    average_tensor,
     mean_over_ranks,
     rank_generator,
     shard,
 )
 from ebmlab.training.optim import LinearDecay, build_sgd, check_sgd_settings, set_momentum
-from ebmlab.training.trainer import CDConfig, NonFiniteError
+from ebmlab.training.trainer import OFFSET_INIT_SIZE, CDConfig, NonFiniteError
 
 # Pretraining's own defaults where they differ from CDConfig's: persistent chains.
 # The doubled RBMs keep the schedule DBM pretraining was measured with (momentum 0.5 then
@@ -76,6 +79,9 @@ class DBMTrainingConfig:
         Persistent chains of the model term and block Gibbs sweeps per update.
     mean_field_iterations, mean_field_tolerance, damping
         Mean-field settings for the data term.
+    centering, offset_rate
+        Train in centered coordinates (:mod:`ebmlab.training.dbm_centering`): offsets at
+        moving averages of the data mean and of the mean-field means of each layer.
     pretrain, pretraining
         Greedy pretraining on or off, and its CD settings (``epochs`` per RBM).
     """
@@ -96,6 +102,12 @@ class DBMTrainingConfig:
     mean_field_iterations: int = option(10, "Mean-field iterations for the data term.")
     mean_field_tolerance: float = option(1e-5, "Mean-field stopping tolerance.")
     damping: float = option(0.0, "Mean-field damping in [0, 1).")
+    centering: bool = option(
+        False,
+        "Centered gradient: per-layer offsets at the data and mean-field means (Melchior et al.).",
+        before=False,
+    )
+    offset_rate: float = option(0.01, "Moving-average rate of the centering offsets, in (0, 1].")
     pretrain: bool = option(True, "Greedy pretraining with doubled RBMs first.")
     pretraining: CDConfig = section(
         lambda: CDConfig(**PRETRAINING_DEFAULTS),
@@ -115,6 +127,7 @@ class DBMTrainingConfig:
         check_positive_float("mean_field_tolerance", self.mean_field_tolerance)
         if not 0 <= self.damping < 1:
             raise ValueError(f"damping must lie in [0, 1); got {self.damping!r}")
+        check_offset_rate(self.offset_rate)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -145,8 +158,11 @@ class DBMTrainer:
         self.sampling_generator = rank_generator(generator, self.context)
         self.sampler = DBMBlockGibbs(model)
         self.chains: DBMGibbsState | None = None
+        self.centering = DBMCentering(model, rate=config.offset_rate) if config.centering else None
+        # Centering folds the weight decay into the centered update itself.
+        weight_decay = 0.0 if self.centering else config.weight_decay
         self.optimizer = build_sgd(
-            model, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+            model, lr=config.lr, momentum=config.momentum, weight_decay=weight_decay
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, LinearDecay(config.epochs, config.final_lr_fraction)
@@ -184,7 +200,16 @@ class DBMTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         average_gradients(self.model, self.context)
+        layer_means = None
+        if self.centering is not None:
+            # Every rank moves its offsets by the global minibatch's means: they stay equal.
+            layer_means = [average_tensor(x.mean(0), self.context) for x in [v, *means]]
+            if self.centering.offsets is None:  # update() called without train_epoch
+                self.centering.initialise([m.unsqueeze(0) for m in layer_means])
+            self.centering.center_gradients(weight_decay=self.config.weight_decay)
         self.optimizer.step()
+        if layer_means is not None:
+            self.centering.update_offsets([m.unsqueeze(0) for m in layer_means])
         if self.config.max_norm is not None:
             self._apply_max_norm(self.config.max_norm)
         return float(loss.detach())
@@ -198,6 +223,9 @@ class DBMTrainer:
     def train_epoch(self, data: torch.Tensor) -> dict[str, float]:
         """One pass over binary ``data`` in a random order."""
         config = self.config
+        if self.centering is not None and self.centering.offsets is None:
+            subset = data[:OFFSET_INIT_SIZE]  # every rank holds the whole data: same offsets
+            self.centering.initialise([subset, *self.mean_field(subset).means])
         set_momentum(
             self.optimizer,
             config.momentum if self.epoch < config.momentum_switch_epoch else config.final_momentum,
@@ -258,6 +286,7 @@ class DBMTrainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "chains": None if self.chains is None else list(self.chains.layers),
+            "centering": {} if self.centering is None else self.centering.state_dict(),
             "generator": self.generator.get_state(),
             "sampling_generator": self.sampling_generator.get_state(),
         }
@@ -269,6 +298,8 @@ class DBMTrainer:
         device = self.model.biases[0].device
         chains = state["chains"]
         self.chains = None if chains is None else DBMGibbsState([c.to(device) for c in chains])
+        if self.centering is not None:  # older checkpoints have none: offsets start afresh
+            self.centering.load_state_dict(state.get("centering", {}))
         self.generator.set_state(state["generator"])
         if "sampling_generator" in state:  # older checkpoints: one generator for both
             self.sampling_generator.set_state(state["sampling_generator"])
