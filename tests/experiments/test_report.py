@@ -46,6 +46,9 @@ def test_report_on_two_tiny_runs(tmp_path, capsys):
     # IS lies in [1, n_classes]; FID is a squared distance; digits has its own feature net.
     assert 1.0 <= float(rbm_row["inception_score"]) <= 10.0 and float(rbm_row["fid"]) >= 0
     assert "digits-cnn" in rbm_row["settings"] and "50 samples" in rbm_row["settings"]
+    assigned = int(rbm_row["classes_assigned"])  # the feature net's verdicts on 50 samples
+    assert 1 <= assigned <= 10 and 1.0 <= float(rbm_row["effective_classes"]) <= assigned
+    assert f"assigns {assigned} of 10 classes to the samples" in rbm_row["is_note"]
     assert rbm_row["loglik_kind"] == "AIS" and float(rbm_row["test_loglik"]) < 0
     assert (
         bm_row["loglik_kind"] == "exact" and bm_row["fid"] == ""

@@ -67,6 +67,8 @@ class ReportRow:
     is_note: str = ""
     fid: float | None = None
     fid_note: str = ""
+    classes_assigned: int | None = None  # of the feature net's classes, over the samples
+    effective_classes: float | None = None
     test_loglik: float | None = None
     loglik_lower: float | None = None
     loglik_upper: float | None = None
@@ -261,6 +263,10 @@ def _score(
     )
     row.inception_score, row.inception_score_std = quality.inception_score, quality.std
     row.fid, row.is_note, row.fid_note = quality.fid, quality.is_note, quality.fid_note
+    row.classes_assigned, row.effective_classes = (
+        quality.classes_assigned,
+        quality.effective_classes,
+    )
     row.feature_net, row.comparability = features.name, features.comparability
 
 

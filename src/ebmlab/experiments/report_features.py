@@ -148,6 +148,8 @@ class SampleQuality:
     fid: float
     is_note: str
     fid_note: str
+    classes_assigned: int | None = None  # distinct argmax classes of the feature net
+    effective_classes: float | None = None  # exp(entropy) of that class histogram
 
 
 def sample_quality(
@@ -167,6 +169,7 @@ def sample_quality(
     ``features.comparability``, said once per network rather than in every note.
     """
     from ebmlab.metrics import inception_score
+    from ebmlab.metrics.diversity import class_coverage
     from ebmlab.metrics.feature_nets import apply_in_batches
     from ebmlab.metrics.fid import frechet_distance, statistics_from_features
 
@@ -178,12 +181,18 @@ def sample_quality(
     score = inception_score(probs, splits=splits, classifier_name=features.name)
     mu_real, sigma_real, n_real = real
     distance = frechet_distance(mu_real, sigma_real, *statistics_from_features(fake))
-    is_note = f"{sampling}; {features.name} classifier; +/- std over {splits} splits"
+    coverage = class_coverage(probs)
+    is_note = (
+        f"{sampling}; {features.name} classifier; +/- std over {splits} splits; it assigns "
+        f"{coverage.classes_assigned} of {coverage.n_classes} classes to the samples "
+        f"({coverage.effective_classes:.1f} effective)"
+    )
     fid_note = (
         f"{sampling} vs {n_real} test images; {fake.shape[1]}-d {features.name} features; "
         "biased upward at small sample counts"
     )
-    return SampleQuality(score.mean, score.std, distance, is_note, fid_note)
+    return SampleQuality(score.mean, score.std, distance, is_note, fid_note,
+                         coverage.classes_assigned, coverage.effective_classes)  # fmt: skip
 
 
 def no_feature_net(argument: str, dataset: str, hint: str = "") -> None:
@@ -211,7 +220,8 @@ def fresh_sample_quality(
     replay buffer when it has one, else from noise, and the ``sampling`` entry says
     which) and scored against the test split in the dataset's feature space.
     Returns ``{"sample_quality": {...}}`` with ``inception_score``,
-    ``inception_score_std``, ``fid``, ``n_samples``, ``n_steps``, ``sampling``,
+    ``inception_score_std``, ``fid``, ``classes_assigned`` and ``effective_classes``
+    (:func:`~ebmlab.metrics.diversity.class_coverage`), ``n_samples``, ``n_steps``, ``sampling``,
     ``feature_net`` and ``comparability``.
     """
     from ebmlab.experiments import report_costs as costs
@@ -246,6 +256,8 @@ def fresh_sample_quality(
             "inception_score": quality.inception_score,
             "inception_score_std": quality.std,
             "fid": quality.fid,
+            "classes_assigned": quality.classes_assigned,
+            "effective_classes": quality.effective_classes,
             "n_test": real[2],
             "comparability": features.comparability,
         }
