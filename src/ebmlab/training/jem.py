@@ -97,6 +97,11 @@ class JEMConfig:
         "digits run diverged; docs/models/jem.md).",
     )
     data_noise: float = option(0.03, "Standard deviation of the noise added to data.")
+    sam_rho: float = option(
+        0.0,
+        "Sharpness-aware minimisation radius (SADA-JEM; e.g. 0.05): the gradient is taken at "
+        "the worst point within rho of the parameters, at twice the loss's cost; 0: off.",
+    )
     divergence_threshold: float = option(1e4, "|loss| or |energy| above this counts as divergence.")
     max_rollbacks: int = option(5, "Rollbacks to the last good checkpoint before giving up.")
     rollback_lr_factor: float = option(1.0, "Multiply the lr by this at each rollback.")
@@ -129,6 +134,7 @@ class JEMConfig:
         for name in ("p_x_weight", "p_x_given_y_weight", "noise_scale", "l2_weight"):
             check_nonnegative_float(name, getattr(self, name))
         check_nonnegative_float("data_noise", self.data_noise)
+        check_nonnegative_float("sam_rho", self.sam_rho)
         check_probability("reinit_prob", self.reinit_prob)
         check_choice("buffer_init", self.buffer_init, BUFFER_INITS)
         check_choice("sampling_dtype", self.sampling_dtype, SAMPLING_DTYPES)

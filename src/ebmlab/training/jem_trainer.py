@@ -19,6 +19,7 @@ import torch
 from ebmlab.models.jem import JEM
 from ebmlab.samplers.base import run_chain
 from ebmlab.samplers.replay_buffer import ReplayBuffer
+from ebmlab.training import sam
 from ebmlab.training.distributed import DistributedContext, any_rank, mean_over_ranks
 from ebmlab.training.jem import (
     RANK_SEED_STRIDE,
@@ -148,17 +149,21 @@ class JEMTrainer:
             y_negative = y
             x_negative_y = self.sample(n, y_negative)
         timings["sample_seconds"] = time.perf_counter() - start
-        parts = jem_loss(
-            self.forward,
-            x,
-            y,
-            x_negative=x_negative,
-            x_negative_y=x_negative_y,
-            y_negative=y_negative,
-            p_x_weight=config.p_x_weight,
-            p_x_given_y_weight=config.p_x_given_y_weight,
-            l2_weight=config.l2_weight,
-        )
+
+        def objective():
+            return jem_loss(
+                self.forward,
+                x,
+                y,
+                x_negative=x_negative,
+                x_negative_y=x_negative_y,
+                y_negative=y_negative,
+                p_x_weight=config.p_x_weight,
+                p_x_given_y_weight=config.p_x_given_y_weight,
+                l2_weight=config.l2_weight,
+            )
+
+        parts = objective()
         loss = (
             parts.loss if self.fault_hook is None else self.fault_hook(self.iteration, parts.loss)
         )
@@ -170,6 +175,12 @@ class JEMTrainer:
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if config.sam_rho > 0:
+            # SAM: the same batch and negatives, the gradient at the ascended point.
+            steps = sam.ascend(self.model.parameters(), config.sam_rho)
+            self.optimizer.zero_grad(set_to_none=True)
+            objective().loss.backward()
+            sam.descend_back(self.model.parameters(), steps)
         self.optimizer.step()
         self.iteration += 1
         timings["step_seconds"] = time.perf_counter() - start - timings["sample_seconds"]
