@@ -108,3 +108,27 @@ def test_config_validation():
     set_dotted(settings, "training.lr", 0.2)
     config = DBNRecipe.config_from(settings)
     assert [(c.epochs, c.lr) for c in config.training] == [(2, 0.2), (3, 0.2)]
+
+
+def test_up_down_phase_runs_between_pretraining_and_fine_tuning_and_resumes(tmp_path):
+    from ebmlab.training.updown import UpDownConfig
+
+    config = small_config(updown=UpDownConfig(epochs=2, lr=0.01, cd_k=2))
+    reference = driver.train(config, tmp_path / "reference", progress=False).path
+    phases = [r["phase"] for r in records(reference)]
+    assert phases == ["pretrain"] * 4 + ["updown"] * 2 + ["finetune"] * 3
+    assert all(
+        "updown_reconstruction_error" in r for r in records(reference) if r["phase"] == "updown"
+    )
+    expected = open_run(reference)
+    assert expected.total_steps() == expected.completed_steps() == 9
+    assert "recognition.0.weight" in expected.dbn.state_dict()
+    out = tmp_path / "stopped"
+    driver.train(config, out, progress=False, stop_after=5)  # in the middle of up-down
+    driver.resume(out, progress=False)
+    resumed = open_run(out)
+    for key, value in expected.dbn.state_dict().items():
+        assert torch.equal(resumed.dbn.state_dict()[key], value), key
+    assert records(out) == records(reference)
+    with pytest.raises(ValueError, match="updown.epochs needs 2 or more hidden layers"):
+        small_config(layers=[16], training=CDConfig(epochs=1), updown=UpDownConfig(epochs=1))

@@ -114,8 +114,8 @@ def dbn_bound_terms(
         return terms, torch.zeros_like(terms)
     x = v.repeat_interleave(n_samples, dim=0)
     total = torch.zeros(x.shape[0], dtype=v.dtype, device=v.device)
-    for rbm in dbn.rbms[:-1]:
-        logits = rbm.hidden_preactivation(x)
+    for layer, rbm in enumerate(dbn.rbms[:-1]):
+        logits = dbn.recognition_preactivation(x, layer)  # Q: the up-pass, tied or not
         total += _bernoulli_entropy(logits)
         h = (
             torch.rand(logits.shape, generator=generator, dtype=x.dtype, device=x.device)
@@ -149,7 +149,11 @@ def _enumerated_terms(
     # float64 copies: sums over up to 2**20 states, and the caller's model stays untouched.
     bottom, top = (copy.deepcopy(rbm).to(torch.float64) for rbm in dbn.rbms)
     v = v.to(torch.float64)
-    logits = bottom.hidden_preactivation(v)
+    if dbn.recognition is None:
+        logits = bottom.hidden_preactivation(v)
+    else:  # Q from the untied up-pass, in float64 too
+        up = dbn.recognition[0]
+        logits = torch.addmm(up.bias.detach().double(), v, up.weight.detach().double())
     expectation = torch.zeros(v.shape[0], dtype=torch.float64, device=v.device)
     joint = []
     for start in range(0, 2**bottom.n_hidden, chunk_size):

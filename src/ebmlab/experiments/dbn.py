@@ -1,6 +1,7 @@
-"""Recipe ``dbn``: a deep belief network pretrained greedily, then fine-tuned as a classifier.
+"""Recipe ``dbn``: a deep belief network pretrained greedily, then fine-tuned.
 
 One step is one epoch: the pretraining epochs of every RBM, bottom first, then the
+generative up-down epochs (``updown.epochs``, none by default), then the discriminative
 fine-tuning epochs (which may stop early, see ``finetune.patience``).
 """
 
@@ -29,6 +30,7 @@ from ebmlab.training.finetune import (
 )
 from ebmlab.training.greedy import GreedyTrainer, check_layer_configs
 from ebmlab.training.trainer import CDConfig
+from ebmlab.training.updown import UpDownConfig, UpDownTrainer
 
 if TYPE_CHECKING:
     from ebmlab.experiments.driver import TrainingRun
@@ -64,6 +66,11 @@ class DBNExperimentConfig(BinaryImageSettings):
     training: CDConfig | list[CDConfig] = section(
         CDConfig, "Greedy CD/PCD pretraining (epochs per RBM; one config or one per RBM)."
     )
+    updown: UpDownConfig = section(
+        UpDownConfig,
+        "Generative fine-tuning by the up-down algorithm, after pretraining (2+ layers).",
+        prefix="updown-",
+    )
     finetune: FinetuneConfig = section(
         FinetuneConfig, "Discriminative fine-tuning of the up-pass.", prefix="finetune-"
     )
@@ -77,6 +84,12 @@ class DBNExperimentConfig(BinaryImageSettings):
         self.layers = [check_positive_int("layers[i]", size) for size in self.layers]
         check_layer_configs(self.training, len(self.layers))
         check_choice("propagation", self.propagation, PROPAGATIONS)
+        if isinstance(self.updown, dict):
+            self.updown = UpDownConfig(**self.updown)
+        if self.updown.epochs and len(self.layers) < 2:
+            raise ValueError(
+                f"updown.epochs needs 2 or more hidden layers; got layers={self.layers!r}"
+            )
         if self.n_labelled is not None:
             check_positive_int("n_labelled", self.n_labelled)
 
@@ -151,7 +164,14 @@ class DBNRecipe(Recipe):
             context=context,
         )
         self.context = context
+        self.updown: UpDownTrainer | None = None
         self.finetuner: FinetuneTrainer | None = None
+
+    def _start_updown(self) -> UpDownTrainer:
+        # Every rank runs the same seeded updates on the whole data, as fine-tuning does.
+        generator = torch.Generator(device=self.config.device).manual_seed(self.config.seed + 3)
+        self.updown = UpDownTrainer(self.dbn, self.config.updown, generator=generator)
+        return self.updown
 
     def _start_finetuning(self) -> FinetuneTrainer:
         config = self.config
@@ -167,11 +187,20 @@ class DBNRecipe(Recipe):
         return 4 * weights * self.config.factory_kwargs["dtype"].itemsize
 
     def total_steps(self) -> int:
-        return sum(c.epochs for c in self.greedy.configs) + self.config.finetune.epochs
+        config = self.config
+        return (
+            sum(c.epochs for c in self.greedy.configs)
+            + config.updown.epochs
+            + config.finetune.epochs
+        )
 
     def completed_steps(self) -> int:
         greedy = self.greedy
         done = sum(c.epochs for c in greedy.configs[: greedy.layer]) + greedy.trainer.epoch
+        if self.updown is not None:
+            done += self.updown.epoch
+        elif self.finetuner is not None:  # no up-down phase, or one from before it existed
+            done += self.config.updown.epochs
         if self.finetuner is not None:
             # Early stopping ends fine-tuning: its remaining epochs count as done.
             finetuner = self.finetuner
@@ -183,21 +212,37 @@ class DBNRecipe(Recipe):
             record = self.greedy.train_epoch(self.data.train)
             record.update(self.greedy.monitor(self.data.monitor_train, self.data.validation))
             return {**record, "phase": "pretrain"}
+        if self.config.updown.epochs and self.finetuner is None:
+            updown = self.updown or self._start_updown()
+            if not updown.done:
+                return {**updown.train_epoch(self.data.train), "phase": "updown"}
         finetuner = self.finetuner or self._start_finetuning()
         record = finetuner.train_epoch(*self.labelled.train, self.labelled.validation)
         return {**record, "phase": "finetune"}
 
     def state(self):
         finetune = None if self.finetuner is None else self.finetuner.state_dict()
-        shared = {"greedy": self.greedy.state_dict(), "finetune": finetune}
+        updown = None if self.updown is None else self.updown.state_dict()
+        shared = {"greedy": self.greedy.state_dict(), "updown": updown, "finetune": finetune}
         # Under torchrun each rank keeps its own chains and sampling stream.
         return self.dbn.state_dict(), shared, shared if self.context.enabled else {}
 
+    def adopt_model_keys(self, keys: list[str]) -> None:
+        if any(name.startswith("recognition.") for name in keys):
+            self.dbn.untie()  # up-down has run: the checkpoint holds the untied up-pass
+
     def load_state(self, model_state, shared, local) -> None:
+        self.adopt_model_keys(list(model_state))
         load_model_state(self.dbn, model_state, source="checkpoint")
         shared = local or shared
         self.greedy.load_state_dict(shared["greedy"])
-        self.finetuner = None
+        self.updown = self.finetuner = None
+        if shared.get("updown") is not None:
+            if not self.greedy.done:
+                raise ValueError(
+                    "up-down fine-tuning of this DBN has started: its pretraining epochs cannot grow"
+                )
+            self._start_updown().load_state_dict(shared["updown"])
         if shared.get("finetune") is not None:
             if not self.greedy.done:
                 raise ValueError(

@@ -133,6 +133,14 @@ class Recipe:
         """A number to keep the best checkpoint by (higher is better); None: keep no best."""
         return None
 
+    def adopt_model_keys(self, keys: list[str]) -> None:
+        """Shape the built model for a checkpoint holding parameters ``keys`` (default: nothing).
+
+        Called before loading, so a model whose parameters change during training (a
+        DBN untied by up-down fine-tuning) can grow them; the checkpoint is then checked
+        against the model's own state as usual.
+        """
+
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
         """``(model state, shared state, this rank's state)`` for a checkpoint.
 

@@ -173,8 +173,9 @@ def load_into(
     header, before reading), finite values, the driver's counters, the recipe's keys,
     and that the trainer's own step agrees with the driver's.
     """
-    from ebmlab.training.checkpoint import load_checkpoint
+    from ebmlab.training.checkpoint import checkpoint_model_keys, load_checkpoint
 
+    recipe.adopt_model_keys(checkpoint_model_keys(path))
     model_state, extra = load_checkpoint(path, expected=recipe.state()[0])
     check_finite_model(model_state, path)
     step, best = checked_driver_state(extra, path)

@@ -58,9 +58,13 @@ class DBN(nn.Module):
     where :math:`p(h^{L-1}, h^L)` is the top RBM (undirected) and each
     :math:`p(h^{l-1} \mid h^l) = \prod_i \sigma\big((2h^{l-1}_i - 1)(b^{l}_v + W^l h^l)_i\big)`
     is the lower RBM's visible conditional, used as a directed (top-down) layer.
-    The recognition (up) pass uses the RBMs' :math:`p(h^l \mid h^{l-1})`. A one-layer
-    DBN is exactly its RBM. State-dict keys are ``rbms.<l>.weight``,
-    ``rbms.<l>.visible_bias``, ``rbms.<l>.hidden_bias``.
+    The recognition (up) pass uses the RBMs' :math:`p(h^l \mid h^{l-1})` (tied weights)
+    until :meth:`untie` gives the lower layers recognition weights of their own, as the
+    up-down algorithm needs (:mod:`ebmlab.training.updown`); the generative model is
+    the same either way. A one-layer DBN is exactly its RBM. State-dict keys are
+    ``rbms.<l>.weight``, ``rbms.<l>.visible_bias``, ``rbms.<l>.hidden_bias``, and once
+    untied ``recognition.<l>.weight`` (``n_l x n_{l+1}``, oriented as the RBM's) and
+    ``recognition.<l>.bias``.
 
     References
     ----------
@@ -85,9 +89,28 @@ class DBN(nn.Module):
             )
             for n_in, n_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:], strict=True)
         )
+        self.recognition: nn.ModuleList | None = None  # the lower layers' own up-pass, once untied
 
     def extra_repr(self) -> str:
-        return f"layer_sizes={list(self.layer_sizes)}"
+        return f"layer_sizes={list(self.layer_sizes)}, tied={self.recognition is None}"
+
+    @torch.no_grad()
+    def untie(self) -> None:
+        """Give every layer below the top its own recognition weights, starting at the tied ones.
+
+        :math:`p(v)` does not change; the up-pass keeps giving the same results until the
+        recognition weights are trained apart (:mod:`ebmlab.training.updown`). A second
+        call does nothing.
+        """
+        if self.recognition is not None:
+            return
+        self.recognition = nn.ModuleList(RecognitionLayer.from_rbm(rbm) for rbm in self.rbms[:-1])
+
+    def recognition_preactivation(self, x: torch.Tensor, layer: int) -> torch.Tensor:
+        r"""Logits of :math:`q(h^{l+1} = 1 \mid h^l = x)` for RBM index ``layer`` = :math:`l`."""
+        if self.recognition is not None and layer < self.n_layers - 1:
+            return self.recognition[layer](x)
+        return self.rbms[layer].hidden_preactivation(x)
 
     @property
     def n_visible(self) -> int:
@@ -134,8 +157,9 @@ class DBN(nn.Module):
         layer = self._check_layer(layer)
         self.check_visible(v)
         x = v
-        for rbm in self.rbms[:layer]:
-            x = rbm.mean_h(x) if propagation == "mean" else rbm.sample_h(x, generator=generator)
+        for index in range(layer):
+            mean = torch.sigmoid(self.recognition_preactivation(x, index))
+            x = mean if propagation == "mean" else sample_bernoulli(mean, generator=generator)
         return x
 
     def transform(self, v: torch.Tensor, layer: int | None = None) -> torch.Tensor:
@@ -223,3 +247,20 @@ class DBN(nn.Module):
         if self.n_layers == 1 and mean and visible_mean is not None:
             return visible_mean
         return self.down_pass(visible, layer=self.n_layers - 1, mean=mean, generator=generator)
+
+
+class RecognitionLayer(nn.Module):
+    r"""An untied up-pass layer: :math:`q(h = 1 \mid x) = \sigma(x R + r)`."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(weight)
+        self.bias = nn.Parameter(bias)
+
+    @classmethod
+    def from_rbm(cls, rbm: BernoulliRBM) -> RecognitionLayer:
+        """A copy of ``rbm``'s tied recognition: :math:`R = W`, :math:`r = c`."""
+        return cls(rbm.weight.detach().clone(), rbm.hidden_bias.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(self.bias, x, self.weight)  # as the RBM's: bit for bit while tied

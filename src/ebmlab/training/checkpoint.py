@@ -151,6 +151,18 @@ def load_checkpoint(
     return {key: tensors[key] for key in model_keys}, extra
 
 
+def checkpoint_model_keys(path: str | Path) -> list[str]:
+    """The model parameter names a checkpoint holds, read from its header alone."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return _header_model_keys(path, handle.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupted ({error})") from error
+
+
 def _header_model_keys(path: Path, metadata: dict[str, str]) -> list[str]:
     version = metadata.get("format_version")
     if version != str(FORMAT_VERSION):

@@ -135,9 +135,11 @@ class DBNClassifier(nn.Module):
             dtype=reference.dtype,
             device=reference.device,
         )
-        for linear, rbm in zip(model.hidden, dbn.rbms, strict=True):
-            linear.weight.copy_(rbm.weight.t())
-            linear.bias.copy_(rbm.hidden_bias)
+        for index, (linear, rbm) in enumerate(zip(model.hidden, dbn.rbms, strict=True)):
+            untied = dbn.recognition is not None and index < dbn.n_layers - 1
+            source = dbn.recognition[index] if untied else None
+            linear.weight.copy_((source.weight if untied else rbm.weight).t())
+            linear.bias.copy_(source.bias if untied else rbm.hidden_bias)
         return model
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
