@@ -110,6 +110,7 @@ def test_config_validation():
     assert [(c.epochs, c.lr) for c in config.training] == [(2, 0.2), (3, 0.2)]
 
 
+@pytest.mark.slow
 def test_up_down_phase_runs_between_pretraining_and_fine_tuning_and_resumes(tmp_path):
     from ebmlab.training.updown import UpDownConfig
 
