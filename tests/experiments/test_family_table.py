@@ -12,15 +12,24 @@ import pytest
 from ebmlab.experiments import driver
 from ebmlab.experiments.family_table import (
     REPORT_SHARE,
-    SECONDS_PER_UNIT,
     SLACK,
     UNMEASURED_SLACK,
     build_table,
+    cpu_kind,
     family,
     plan_table,
     replan,
+    seconds_per_unit,
 )
 from ebmlab.experiments.registry import get_recipe, open_run
+
+
+@pytest.fixture(autouse=True)
+def intel_costs(monkeypatch):
+    """Plans from the Intel cost table whatever CPU runs the tests (the plans differ by kind)."""
+    from ebmlab.experiments import family_table
+
+    monkeypatch.setattr(family_table, "cpu_kind", lambda cpuinfo=None: "intel")
 
 
 @pytest.mark.parametrize("dataset", ["digits", "fashion-mnist"])
@@ -37,7 +46,7 @@ def test_plan_spends_the_training_budget_and_no_more(dataset, budget):
     for plan in plans:
         low, high = plan.entry.units
         assert low <= plan.units <= high
-        cost = SECONDS_PER_UNIT[dataset][plan.entry.name]
+        cost = seconds_per_unit(dataset)[plan.entry.name]
         allotted = plan.time_limit / SLACK
         if plan.units == high:  # at its maximum: given what it needs, the rest went on
             assert plan.units * cost <= allotted + 1e-9
@@ -77,6 +86,20 @@ def test_plan_refuses_bad_arguments(args, message):
         plan_table(*args)
 
 
+def test_costs_follow_the_cpu_kind_and_an_unknown_one_gets_the_slowest():
+    assert cpu_kind("processor : 0\nvendor_id : AuthenticAMD\n") == "amd"
+    assert cpu_kind("vendor_id\t: GenuineIntel\nmodel name : Xeon\n") == "intel"
+    assert cpu_kind("vendor_id : HygonGenuine\n") == cpu_kind("no vendor line") == "unknown"
+    intel, amd = (
+        seconds_per_unit("fashion-mnist", "intel"),
+        seconds_per_unit("fashion-mnist", "amd"),
+    )
+    assert intel != amd and set(intel) == set(amd) == {e.name for e in family("fashion-mnist")}
+    unknown = seconds_per_unit("fashion-mnist", "unknown")
+    assert unknown == {name: max(intel[name], amd[name]) for name in intel}
+    assert seconds_per_unit("digits", "amd") == seconds_per_unit("digits", "intel")  # only one
+
+
 def _record(seconds, *, fraction=1.0, resumed=False):
     """A table.json record of a model trained for ``fraction`` of 10 units in ``seconds``."""
     return {"status": "finished" if fraction == 1 else "cut", "steps": int(100 * fraction),
@@ -85,7 +108,7 @@ def _record(seconds, *, fraction=1.0, resumed=False):
 
 def test_replan_plans_the_rest_at_the_speed_the_trained_runs_measured():
     plans = plan_table("fashion-mnist", 7200.0)
-    cost = SECONDS_PER_UNIT["fashion-mnist"]["classifier"]
+    cost = seconds_per_unit("fashion-mnist")["classifier"]
     # The classifier took twice what the cost table predicts for the 8 units it trained.
     runs = {"classifier": _record(2 * 8 * cost, fraction=0.8)}
     rest = replan("fashion-mnist", 7200.0, plans, runs)
@@ -94,7 +117,7 @@ def test_replan_plans_the_rest_at_the_speed_the_trained_runs_measured():
     assert sum(p.time_limit for p in rest) == pytest.approx(left * SLACK)
     jem = rest[0]
     assert jem.estimated_seconds == pytest.approx(
-        jem.units * 2 * SECONDS_PER_UNIT["fashion-mnist"]["jem"]
+        jem.units * 2 * seconds_per_unit("fashion-mnist")["jem"]
     )
     assert jem.units < plans[1].units  # a slower CPU buys fewer iterations, not a cut run
 

@@ -6,7 +6,7 @@ dataset in three steps:
 
 1. **Plan.** Every model of :func:`family` gets a share of the training budget
    and, from its measured cost per unit of training (an epoch, or an iteration
-   for JEM; :data:`SECONDS_PER_UNIT`), as many units as fit, clamped to a range
+   for JEM; :func:`seconds_per_unit`, by CPU kind), as many units as fit, clamped to a range
    where its recommended settings make sense; what a model at its maximum cannot
    use is shared out among the others. The plan is printed before any work starts.
 2. **Train** each model into ``OUT/runs/NAME`` with a time limit of its share
@@ -22,9 +22,9 @@ dataset in three steps:
 3. **Report**: :func:`~ebmlab.experiments.report.write_report` over all runs,
    into ``OUT`` (``report.html``, ``report.md``, ``report.csv``).
 
-The cost table was measured on the machine named in :data:`COSTS_MEASURED_ON`;
-on another CPU the first model's estimate is off by their speed ratio (its time
-limit is therefore looser, :data:`UNMEASURED_SLACK`), the later ones are planned
+The cost tables were measured on the machines of :data:`COSTS_MEASURED_ON`, one per
+CPU kind; on another CPU the first model's estimate is off by their speed ratio (its
+time limit is therefore looser, :data:`UNMEASURED_SLACK`), the later ones are planned
 at the measured ratio, and the time limits keep the budget regardless.
 """
 
@@ -50,7 +50,6 @@ SLACK = 1.25
 #: the costs may come from a faster CPU (AMD Zen 4 ran the classifier 1.37x slower than
 #: the Intel machine), and what the first model overruns is taken from the later ones.
 UNMEASURED_SLACK = 2.0
-COSTS_MEASURED_ON = "Intel Xeon (Sapphire Rapids class, AMX), 2 cores, torch 2.13"
 
 
 @dataclass(frozen=True)
@@ -126,30 +125,87 @@ def family(dataset: str) -> list[TableEntry]:
     ]  # fmt: skip
 
 
-#: Seconds per unit of each entry, by dataset, on :data:`COSTS_MEASURED_ON` with 2 threads.
-#: fashion-mnist: seconds / units of the whole runs of the published 75-minute table
-#: (benchmarks/RESULTS.md); digits: ``benchmarks/time_family_table.py`` (the first 2 epochs
-#: or 40 iterations, data loading included, so an overestimate for long runs).
-SECONDS_PER_UNIT: dict[str, dict[str, float]] = {
-    "fashion-mnist": {
-        "classifier": 0.024,
-        "jem": 0.122,
-        "jem-pxy": 0.090,
-        "dbn": 3.26,
-        "rbm": 1.89,
-        "gaussian-rbm": 1.96,
-        "dbm": 41.3,
+#: Seconds per unit of each entry, by CPU kind and dataset, with torch's 2 threads, on the
+#: machines of :data:`COSTS_MEASURED_ON`. intel fashion-mnist: seconds / units of the whole
+#: runs of the 75-minute table; amd fashion-mnist: those of the 2-hour table, whose CPU was
+#: shared with other work (an overestimate for a quiet machine, the safe side); digits:
+#: ``benchmarks/time_family_table.py`` (the first 2 epochs or 40 iterations, data loading
+#: included, so an overestimate for long runs). The ratios differ by model: the AMD machine
+#: ran the convolutional JEMs 1.7x and the GEMM-bound DBN 2.3x slower than the Intel one,
+#: which is why one speed factor cannot stand in for a table per CPU.
+COSTS: dict[str, dict[str, dict[str, float]]] = {
+    "intel": {
+        "fashion-mnist": {
+            "classifier": 0.024,
+            "jem": 0.122,
+            "jem-pxy": 0.090,
+            "dbn": 3.26,
+            "rbm": 1.89,
+            "gaussian-rbm": 1.96,
+            "dbm": 41.3,
+        },
+        "digits": {
+            "classifier": 0.051,
+            "jem": 0.039,
+            "jem-pxy": 0.034,
+            "dbn": 0.39,
+            "rbm": 0.26,
+            "gaussian-rbm": 0.23,
+            "dbm": 0.63,
+        },
     },
-    "digits": {
-        "classifier": 0.051,
-        "jem": 0.039,
-        "jem-pxy": 0.034,
-        "dbn": 0.39,
-        "rbm": 0.26,
-        "gaussian-rbm": 0.23,
-        "dbm": 0.63,
+    "amd": {
+        "fashion-mnist": {
+            "classifier": 0.042,
+            "jem": 0.208,
+            "jem-pxy": 0.197,
+            "dbn": 7.60,
+            "rbm": 3.77,
+            "gaussian-rbm": 4.33,
+            "dbm": 54.0,
+        },
     },
 }
+COSTS_MEASURED_ON = {
+    "intel": "Intel Xeon (Sapphire Rapids class, AMX), 2 cores, torch 2.13",
+    "amd": "AMD EPYC (Zen 4), 2 cores, torch 2.13",
+}
+
+
+def _costs_source(dataset: str) -> str:
+    kind = cpu_kind()
+    if dataset in COSTS.get(kind, {}):
+        return f"this CPU's kind ({COSTS_MEASURED_ON[kind]})"
+    return "another CPU kind (the slowest measured of each model)"
+
+
+def cpu_kind(cpuinfo: str | None = None) -> str:
+    """``"intel"``, ``"amd"`` or ``"unknown"``, from the vendor line of /proc/cpuinfo."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return "unknown"
+    for line in cpuinfo.splitlines():
+        if line.startswith("vendor_id"):
+            vendor = line.split(":", 1)[1].strip()
+            return {"GenuineIntel": "intel", "AuthenticAMD": "amd"}.get(vendor, "unknown")
+    return "unknown"
+
+
+def seconds_per_unit(dataset: str, kind: str | None = None) -> dict[str, float]:
+    """The cost table of ``dataset`` for a CPU ``kind`` (default: this machine's).
+
+    A kind without a table of its own for the dataset (another vendor, digits on AMD)
+    gets, per entry, the slowest cost measured anywhere: the plan then errs towards
+    finishing early, and the re-plan after the first model corrects the speed.
+    """
+    kind = cpu_kind() if kind is None else kind
+    own = COSTS.get(kind, {}).get(dataset)
+    if own is not None:
+        return own
+    tables = [by_dataset[dataset] for by_dataset in COSTS.values() if dataset in by_dataset]
+    return {name: max(table[name] for table in tables) for name in tables[0]}
 
 
 @dataclass(frozen=True)
@@ -185,7 +241,7 @@ def plan_table(dataset: str, budget: float, models: list[str] | None = None) -> 
         if unknown or not models:
             raise ValueError(f"models must be names from {', '.join(known)}; got {models!r}")
         entries = [e for e in entries if e.name in models]
-    return _plan(entries, budget * (1 - REPORT_SHARE), SECONDS_PER_UNIT[dataset])
+    return _plan(entries, budget * (1 - REPORT_SHARE), seconds_per_unit(dataset))
 
 
 def _plan(entries: list[TableEntry], seconds: float, costs_: dict[str, float],
@@ -209,12 +265,12 @@ def replan(dataset: str, budget: float, plans: list[PlannedRun],
     """The plan for the models of ``plans`` not in ``runs`` (records of ``table.json``).
 
     They share the training time the recorded runs left, at the speed those runs
-    measured: their seconds over what :data:`SECONDS_PER_UNIT` predicts for the steps
+    measured: their seconds over what :func:`seconds_per_unit` predicts for the steps
     they trained. Resumed runs count their seconds but not towards the speed (their
     seconds cover only the resumed part). With no speed measured yet the time
     limits use :data:`UNMEASURED_SLACK`.
     """
-    costs_ = SECONDS_PER_UNIT[dataset]
+    costs_ = seconds_per_unit(dataset)
     spent = sum(runs[p.entry.name]["seconds"] for p in plans if p.entry.name in runs)
     measured = [(p.entry.name, runs[p.entry.name]) for p in plans
                 if p.entry.name in runs and not runs[p.entry.name]["resumed"]]  # fmt: skip
@@ -353,7 +409,7 @@ def build_table(
     estimate = sum(p.estimated_seconds for p in plans)
     echo(f"table: {len(plans)} models on {dataset}, budget {costs.duration(budget)} "
          f"(training ~{costs.duration(estimate)}, the rest for the report); "
-         f"costs measured on {COSTS_MEASURED_ON}")  # fmt: skip
+         f"costs for {_costs_source(dataset)}")  # fmt: skip
     for plan in plans:
         status = state.runs.get(plan.entry.name, {}).get("status")
         echo(plan.line() + (f"  [{status}]" if status else ""))
