@@ -7,8 +7,10 @@ name (``mutmut show NAME`` prints one as a diff). Mutants listed in
 ``tests/mutation_equivalent.txt`` (``NAME  # why it cannot change behaviour``)
 are counted apart and shown with their reason.
 
-The kill rate is (killed + timeout) / (all - equivalent - skipped): a mutant that
-no test reaches ("no tests") counts against it like a survivor.
+The kill rate is (killed + timeout) / (all - equivalent - not checked - skipped): a
+mutant that no test reaches ("no tests") counts against it like a survivor; one the
+last run did not get to ("not checked") counts neither way, and a module with none
+checked shows no rate.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 EQUIVALENT = ROOT / "tests" / "mutation_equivalent.txt"
 KILLED = ("killed", "timeout")
-COLUMNS = ("killed", "timeout", "survived", "no tests", "equivalent", "other")
+COLUMNS = ("killed", "timeout", "survived", "no tests", "equivalent", "other", "not checked")
+UNCOUNTED = ("equivalent", "not checked")  # neither for nor against the kill rate
 
 
 def read_results(lines: list[str]) -> dict[str, str]:
@@ -70,8 +73,13 @@ def tally(results: dict[str, str], equivalent: dict[str, str]) -> dict[str, Coun
 
 def kill_rate(count: Counter) -> float:
     """(killed + timeout) over every counted mutant that is not listed as equivalent."""
-    tested = sum(count[c] for c in COLUMNS if c != "equivalent")
+    tested = sum(count[c] for c in COLUMNS if c not in UNCOUNTED)
     return sum(count[c] for c in KILLED) / tested if tested else float("nan")
+
+
+def _rate(count: Counter) -> str:
+    rate = kill_rate(count)
+    return "-" if rate != rate else f"{rate:.1%}"
 
 
 def render(results: dict[str, str], equivalent: dict[str, str]) -> str:
@@ -88,20 +96,21 @@ def render(results: dict[str, str], equivalent: dict[str, str]) -> str:
         "constants, arguments, return values) and runs the fast tests that reach the changed",
         "function; a mutant the tests do not notice *survives*. This page is written by",
         "`scripts/mutation_report.py` from the last run; `mutmut show NAME` prints a mutant.",
-        "Kill rate = (killed + timeout) / every mutant not listed as equivalent",
-        "(tests/mutation_equivalent.txt gives the reason for each).",
+        "Kill rate = (killed + timeout) / every checked mutant not listed as equivalent",
+        '(tests/mutation_equivalent.txt gives the reason for each); "not checked": the run',
+        "stopped before it (`make mutation` continues where it stopped).",
         "",
         "| package | " + " | ".join(COLUMNS) + " | kill rate |",
         "| --- |" + " ---: |" * (len(COLUMNS) + 1),
     ]
     for name, count in [*sorted(packages.items()), ("all", total)]:
         cells = " | ".join(str(count[c]) for c in COLUMNS)
-        lines.append(f"| {name} | {cells} | {kill_rate(count):.1%} |")
+        lines.append(f"| {name} | {cells} | {_rate(count)} |")
     lines += ["", "## Per module", "", "| module | " + " | ".join(COLUMNS) + " | kill rate |",
               "| --- |" + " ---: |" * (len(COLUMNS) + 1)]  # fmt: skip
     for module, count in counts.items():
         cells = " | ".join(str(count[c]) for c in COLUMNS)
-        lines.append(f"| {module} | {cells} | {kill_rate(count):.1%} |")
+        lines.append(f"| {module} | {cells} | {_rate(count)} |")
     survivors = sorted(n for n, s in results.items() if s in ("survived", "no tests")
                        and n not in equivalent)  # fmt: skip
     lines += ["", f"## Survivors ({len(survivors)})", ""]
