@@ -142,3 +142,22 @@ def test_bad_arguments_raise():
         ClassGaussianInit.fit(torch.randn(5, 2), torch.tensor([0, 0, 0, 0, 1]), 2)
     with pytest.raises(ValueError, match="std"):
         GaussianInit(torch.zeros(2), 0.0)
+
+
+def test_gaussian_init_round_trip_restores_what_it_samples():
+    generator = torch.Generator().manual_seed(0)
+    fitted = GaussianInit.fit(torch.randn(200, 3, generator=generator) * 2 + 5)
+    other = GaussianInit(torch.zeros(3), 1.0)  # another init: everything must come from the state
+    other.load_state_dict(fitted.state_dict())
+    assert torch.equal(other.mean, fitted.mean) and torch.equal(other.std, fitted.std)
+    draws = [
+        init.sample(50, generator=torch.Generator().manual_seed(1)) for init in (fitted, other)
+    ]
+    assert torch.equal(*draws)
+    assert abs(draws[0].mean() - 5) < 1  # N(5, 2^2) per feature, not the other init's N(0, 1)
+    for name in ("mean", "std"):
+        state = {**fitted.state_dict(), name: torch.zeros(4)}
+        with pytest.raises(
+            ValueError, match=rf"^state\['{name}'\] must be a tensor of shape \(3,\)"
+        ):
+            other.load_state_dict(state)
