@@ -181,3 +181,17 @@ def test_sgld_mean_z_test_with_ess_and_collector():
     z = abs(chains.mean().item() - mu) / (chains.std().item() / math.sqrt(ess))
     assert z < 3.5, (z, ess)
     assert collector.weighted_mean().mean().item() == pytest.approx(chains.mean().item())
+
+
+def test_preconditioned_sgld_defaults_are_li_et_als_and_arguments_are_named():
+    # Li, Chen, Carlson & Carin (2016), pSGLD: RMSprop decay 0.99, regulariser 1e-5.
+    group = PreconditionedSGLD([torch.zeros(2, requires_grad=True)], lr=0.1).param_groups[0]
+    assert (group["alpha"], group["eps"]) == (0.99, 1e-5)
+    theta = torch.zeros(2, requires_grad=True)
+    for kwargs, message in [
+        ({"lr": 0.0}, "^lr must be a finite number > 0"),
+        ({"lr": 0.1, "alpha": 1.5}, r"^alpha must lie in \[0, 1\]"),
+        ({"lr": 0.1, "eps": 0.0}, "^eps must be a finite number > 0"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            PreconditionedSGLD([theta], **kwargs)
