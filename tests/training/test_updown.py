@@ -116,3 +116,22 @@ def test_bad_arguments_are_named():
         UpDownConfig(lr=0.0)
     with pytest.raises(ValueError, match="^data must"):
         trainer_for(pretrained()).train_epoch(torch.full((3, 9), 2.0, dtype=torch.float64))
+
+
+def test_dynamic_binarisation_feeds_fresh_binary_draws_of_the_grey_levels():
+    grey = torch.full((40, 9), 0.3, dtype=torch.float64)
+    trainer = trainer_for(pretrained(), epochs=2)
+    seen = []
+    update = trainer.update
+    trainer.update = lambda v: seen.append(v.clone()) or update(v)
+    trainer.train_epoch(grey, binarize=True)
+    trainer.train_epoch(grey, binarize=True)
+    batches = torch.cat(seen)
+    assert set(batches.unique().tolist()) == {0.0, 1.0}  # binary, never the grey value itself
+    assert abs(batches.mean().item() - 0.3) < 0.06  # 720 draws of Bernoulli(0.3): sd 0.017
+    assert not torch.equal(seen[0], seen[2])  # the same rows drawn afresh each epoch
+    plain, given = trainer_for(pretrained(), epochs=1), []
+    inner = plain.update
+    plain.update = lambda v: given.append(v.clone()) or inner(v)
+    plain.train_epoch(grey)  # without binarize the rows are used as given
+    assert torch.equal(torch.cat(given), grey)

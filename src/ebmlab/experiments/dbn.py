@@ -215,7 +215,9 @@ class DBNRecipe(Recipe):
         if self.config.updown.epochs and self.finetuner is None:
             updown = self.updown or self._start_updown()
             if not updown.done:
-                return {**updown.train_epoch(self.data.train), "phase": "updown"}
+                dynamic = self.config.binarization == "dynamic"
+                record = updown.train_epoch(self.data.train, binarize=dynamic)
+                return {**record, "phase": "updown"}
         finetuner = self.finetuner or self._start_finetuning()
         record = finetuner.train_epoch(*self.labelled.train, self.labelled.validation)
         return {**record, "phase": "finetune"}

@@ -132,13 +132,19 @@ class UpDownTrainer:
         top.hidden_bias.add_((positive_h - hidden_mean).mean(0), alpha=lr)
         return reconstruction
 
-    def train_epoch(self, data: torch.Tensor) -> dict[str, float]:
-        """One pass over binary ``data`` in a random order."""
+    def train_epoch(self, data: torch.Tensor, *, binarize: bool = False) -> dict[str, float]:
+        """One pass over ``data`` in a random order.
+
+        ``binarize`` draws each minibatch's binary pixels afresh from the grey levels
+        (dynamic binarisation, as the pretraining's bottom RBM did); otherwise ``data``
+        is used as given.
+        """
         self.dbn.check_visible(data, "data")
         start, total = time.perf_counter(), 0.0
         order = torch.randperm(data.shape[0], generator=self.generator, device=data.device)
         for index in order.split(self.config.batch_size):
-            total += self.update(data[index]) * index.numel()
+            v = self._sample(data[index]) if binarize else data[index]
+            total += self.update(v) * index.numel()
         for name, parameter in self.dbn.named_parameters():
             if not torch.isfinite(parameter).all():
                 raise NonFiniteError(
