@@ -33,14 +33,16 @@ def build_model(n_visible: int, n_hidden: int, seed: int) -> BernoulliRBM:
     return model
 
 
-def gemm_bound_seconds(model: BernoulliRBM, n_chains: int, n_temperatures: int) -> float:
-    """Seconds for the two fp32 GEMMs per temperature alone, with preallocated outputs."""
-    weight = model.weight.detach()
+def gemm_bound_seconds(
+    model: BernoulliRBM, n_chains: int, n_temperatures: int, *, dtype=torch.float32
+) -> float:
+    """Seconds for the two GEMMs per temperature alone (operands in ``dtype``), outputs preallocated."""
+    weight = model.weight.detach().to(dtype)
     weight_t = weight.t().contiguous()
-    visible = (torch.rand(n_chains, model.n_visible) < 0.5).float()
-    hidden = (torch.rand(n_chains, model.n_hidden) < 0.5).float()
-    hidden_out = torch.empty(n_chains, model.n_hidden)
-    visible_out = torch.empty(n_chains, model.n_visible)
+    visible = (torch.rand(n_chains, model.n_visible) < 0.5).to(dtype)
+    hidden = (torch.rand(n_chains, model.n_hidden) < 0.5).to(dtype)
+    hidden_out = torch.empty(n_chains, model.n_hidden, dtype=dtype)
+    visible_out = torch.empty(n_chains, model.n_visible, dtype=dtype)
     for _ in range(50):  # warm-up
         torch.mm(visible, weight, out=hidden_out)
         torch.mm(hidden, weight_t, out=visible_out)

@@ -17,7 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from _common import machine_summary
+import torch
+from _common import cpu_model, machine_summary
 
 HERE = Path(__file__).resolve().parent
 BEGIN, END = "<!-- bench-table:begin -->", "<!-- bench-table:end -->"
@@ -45,14 +46,16 @@ def format_value(value) -> str:
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| workload | ebmlab | unit | peer | peer's figure | speed-up vs peer | of machine bound | peak RSS (MiB) | note |",
-        "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | --- |",
+        "| workload | CPU | threads | precision | ebmlab | unit | peer | peer's figure | speed-up vs peer | of machine bound | peak RSS (MiB) | note |",
+        "| --- | --- | ---: | --- | ---: | --- | --- | ---: | ---: | ---: | ---: | --- |",
     ]
+    cpu, threads = cpu_model(), torch.get_num_threads()
     for r in rows:
         bound = "-" if r.get("of_bound") is None else f"{r['of_bound']:.0%}"
         speedup = "-" if r.get("speedup") is None else f"{r['speedup']:.2f}x"
         lines.append(
-            f"| {r['workload']} | {format_value(r.get('ebmlab'))} | {r.get('unit', '')} | {r.get('peer', '')} "
+            f"| {r['workload']} | {cpu} | {threads} | {r.get('precision', 'float32')} "
+            f"| {format_value(r.get('ebmlab'))} | {r.get('unit', '')} | {r.get('peer', '')} "
             f"| {format_value(r.get('peer_value'))} | {speedup} | {bound} | {format_value(r.get('peak_rss_mib'))} "
             f"| {r.get('note', '')} |"
         )

@@ -29,13 +29,14 @@ def _row(
     higher_is_better: bool,
     bound: float | None = None,
     note: str = "",
+    precision: str = "float32",
 ) -> dict:
     ratio = None
     if peer_value:
         ratio = value / peer_value if higher_is_better else peer_value / value
     return {
-        "workload": workload, "ebmlab": value, "unit": unit, "peer": peer, "peer_value": peer_value,
-        "speedup": ratio, "of_bound": bound, "note": note,
+        "workload": workload, "precision": precision, "ebmlab": value, "unit": unit,
+        "peer": peer, "peer_value": peer_value, "speedup": ratio, "of_bound": bound, "note": note,
     }  # fmt: skip
 
 
@@ -45,14 +46,18 @@ def fashion_binary(n_samples: int) -> torch.Tensor:
     return (load_dataset("fashion-mnist", split="train").images[:n_samples] > 0.5).float()
 
 
-def ebmlab_rbm_epoch(data: torch.Tensor, *, persistent: bool) -> Callable[[], None]:
+def ebmlab_rbm_epoch(
+    data: torch.Tensor, *, persistent: bool, precision: str = "float32", centering: bool = False
+) -> Callable[[], None]:
+    """One epoch of ebmlab's CD-1/PCD-1; uncentered by default, scikit-learn's algorithm."""
     from ebmlab.models import BernoulliRBM
     from ebmlab.training import CDConfig, CDTrainer
 
     def run() -> None:
         generator = torch.Generator().manual_seed(0)
         model = BernoulliRBM(N_VISIBLE, N_HIDDEN, generator=generator)
-        config = CDConfig(epochs=1, batch_size=BATCH, lr=0.01, persistent=persistent)
+        config = CDConfig(epochs=1, batch_size=BATCH, lr=0.01, persistent=persistent,
+                          precision=precision, centering=centering)  # fmt: skip
         CDTrainer(model, config, generator=generator).train_epoch(data)
 
     return run
@@ -93,73 +98,82 @@ def learnergy_rbm_epoch(data: torch.Tensor) -> Callable[[], None] | None:
 
 
 def rbm(n_samples: int, repeats: int) -> list[dict]:
-    """RBM CD-1 and PCD-1 training throughput against scikit-learn and learnergy."""
+    """RBM CD-1 and PCD-1 throughput against scikit-learn (and learnergy), in both precisions.
+
+    ebmlab runs scikit-learn's algorithm (plain gradient, no momentum, no centering), so the
+    ratio compares implementations; the centered row shows what the default update costs.
+    Each precision's "of machine bound" is against that precision's measured GEMM rate.
+    """
     data = fashion_binary(n_samples)
-    rate = gemm_flops_per_second(BATCH, N_VISIBLE, N_HIDDEN)
+    rates = {
+        precision: gemm_flops_per_second(
+            BATCH, N_VISIBLE, N_HIDDEN, dtype=getattr(torch, precision)
+        )
+        for precision in ("float32", "bfloat16")
+    }
     sklearn_rate = n_samples / best_of(sklearn_rbm_epoch(data.numpy()), repeats)
     learnergy = learnergy_rbm_epoch(data)
     learnergy_rate = None if learnergy is None else n_samples / best_of(learnergy, repeats)
     rows = []
-    for name, persistent in (("CD-1", False), ("PCD-1", True)):
-        value = n_samples / best_of(ebmlab_rbm_epoch(data, persistent=persistent), repeats)
-        bound = value * 2 * GEMMS[name] * N_VISIBLE * N_HIDDEN / rate
-        rows.append(
-            _row(
-                f"RBM {name} 784-500 b100",
-                value,
-                "samples/s",
-                "scikit-learn",
-                sklearn_rate,
-                higher_is_better=True,
-                bound=bound,
+    variants = [(name, persistent, precision, False)
+                for precision in ("float32", "bfloat16")
+                for name, persistent in (("CD-1", False), ("PCD-1", True))]  # fmt: skip
+    variants.append(("PCD-1", True, "float32", True))
+    for name, persistent, precision, centering in variants:
+        epoch = ebmlab_rbm_epoch(data, persistent=persistent, precision=precision,
+                                 centering=centering)  # fmt: skip
+        value = n_samples / best_of(epoch, repeats)
+        bound = value * 2 * GEMMS[name] * N_VISIBLE * N_HIDDEN / rates[precision]
+        label = f"RBM {name} 784-500 b100" + (", centered" if centering else "")
+        note = f"GEMM rate {rates[precision] / 1e9:.0f} GFLOP/s"
+        rows.append(_row(label, value, "samples/s", "scikit-learn", sklearn_rate,
+                         higher_is_better=True, bound=bound, precision=precision,
+                         note=note))  # fmt: skip
+        if precision == "float32" and not centering:
+            peer_note = (
+                "learnergy not installed (pip install -e .[bench])"
+                if learnergy_rate is None
+                else "learnergy runs CD-1"
             )
-        )
-        note = (
-            "learnergy not installed (pip install -e .[bench])"
-            if learnergy_rate is None
-            else "learnergy runs CD-1"
-        )
-        rows.append(
-            _row(
-                f"RBM {name} 784-500 b100",
-                value,
-                "samples/s",
-                "learnergy",
-                learnergy_rate,
-                higher_is_better=True,
-                bound=bound,
-                note=note,
-            )
-        )
+            rows.append(_row(label, value, "samples/s", "learnergy", learnergy_rate,
+                             higher_is_better=True, bound=bound, note=peer_note))  # fmt: skip
     return rows
 
 
 def ais(n_betas: int) -> list[dict]:
-    """AIS on a 784-500 RBM, 100 chains: seconds against the time of its GEMMs alone."""
+    """AIS on a 784-500 RBM, 100 chains: seconds against its GEMMs' time, in both precisions.
+
+    The bfloat16 row also says how far its log Z lies from float32's, in units of the two
+    intervals' half-widths combined (below 1: they agree).
+    """
     from bench_ais import build_model, gemm_bound_seconds
 
     from ebmlab.estimators import ais_log_partition
 
-    model = build_model(N_VISIBLE, N_HIDDEN, seed=0)
-    estimate = ais_log_partition(
-        model,
-        n_chains=100,
-        betas=n_betas,
-        generator=torch.Generator().manual_seed(0),
-        progress=False,
-    )
-    bound = gemm_bound_seconds(model, 100, n_betas - 1)
-    return [
-        _row(
-            f"AIS 784-500, 100 chains, {n_betas} betas",
-            estimate.seconds,
-            "s",
-            "GEMM bound",
-            bound,
-            higher_is_better=False,
-            bound=bound / estimate.seconds,
+    rows, estimates = [], {}
+    for precision in ("float32", "bfloat16"):
+        model = build_model(N_VISIBLE, N_HIDDEN, seed=0).set_precision(precision)
+        estimates[precision] = estimate = ais_log_partition(
+            model,
+            n_chains=100,
+            betas=n_betas,
+            generator=torch.Generator().manual_seed(0),
+            progress=False,
         )
-    ]
+        bound = gemm_bound_seconds(model, 100, n_betas - 1, dtype=getattr(torch, precision))
+        note = (
+            f"log Z {estimate.log_z:.2f} [{estimate.log_z_lower:.2f}, {estimate.log_z_upper:.2f}]"
+        )
+        if precision == "bfloat16":
+            full = estimates["float32"]
+            width = (full.log_z_upper - full.log_z_lower + estimate.log_z_upper
+                     - estimate.log_z_lower) / 2  # fmt: skip
+            note += f"; {abs(estimate.log_z - full.log_z) / width:.2f} half-widths from float32"
+        rows.append(_row(f"AIS 784-500, 100 chains, {n_betas} betas", estimate.seconds, "s",
+                         "GEMM bound", bound, higher_is_better=False,
+                         bound=bound / estimate.seconds, note=note,
+                         precision=precision))  # fmt: skip
+    return rows
 
 
 def _mixture_energy():

@@ -46,13 +46,13 @@ def test_rate_falls_linearly_to_the_final_fraction_and_a_zero_rate_stops_learnin
 def test_momentum_switches_at_its_epoch():
     trainer = trainer_for(epochs=4, momentum=0.5, final_momentum=0.9, momentum_switch_epoch=2)
     seen = []
-    update = trainer.update
+    update = trainer._update
 
     def recording_update(v):
         seen.append((trainer.epoch, trainer.optimizer.param_groups[0]["momentum"]))
         return update(v)
 
-    trainer.update = recording_update
+    trainer._update = recording_update
     for _ in range(4):
         trainer.train_epoch(binary_data())
     by_epoch = {epoch: momentum for epoch, momentum in seen}

@@ -10,7 +10,7 @@ import torch
 from ebmlab.estimators.exact import exact_log_likelihood, exact_log_partition
 from ebmlab.models import BernoulliRBM, GaussianBernoulliRBM
 from ebmlab.models.enumeration import enumerate_binary
-from ebmlab.training.cd import bernoulli_cd_gradients, cd_loss
+from ebmlab.training.cd import cd_loss
 from ebmlab.training.centering import CenteredRBM, Centering
 from ebmlab.training.trainer import CDConfig, CDTrainer
 
@@ -159,7 +159,7 @@ def test_centered_weight_gradient_is_the_covariance_of_centered_statistics():
     model = tiny_rbm()
     mu, lam = offsets(model)
     v_data, h_data, v_model, h_model = contrastive_batches(model)
-    bernoulli_cd_gradients(model, v_data, h_data, v_model, h_model)
+    cd_loss(model, v_data, h_data, v_model, h_model).backward()
     centering = Centering(model)
     centering.visible_offset, centering.hidden_offset = mu, lam
     centering.center_gradients()
@@ -201,7 +201,7 @@ class PlainSubclass(BernoulliRBM):
 
 
 @pytest.mark.parametrize("persistent", [False, True])
-def test_trainer_centering_direct_and_autograd_paths_agree(persistent):
+def test_trainer_centering_fused_and_autograd_paths_agree(persistent):
     data = digits_like_data()
     config = CDConfig(
         epochs=3, batch_size=10, lr=0.1, persistent=persistent, centering=True, offset_rate=0.1
@@ -210,7 +210,7 @@ def test_trainer_centering_direct_and_autograd_paths_agree(persistent):
     for model_class in (BernoulliRBM, PlainSubclass):
         model = model_class(8, 4, generator=torch.Generator().manual_seed(0), dtype=F64)
         trainer = CDTrainer(model, config, generator=torch.Generator().manual_seed(1))
-        assert trainer._direct == (model_class is BernoulliRBM)
+        assert trainer._fused == (model_class is BernoulliRBM)
         for _ in range(3):
             trainer.train_epoch(data)
         results.append((model, trainer.centering.hidden_offset))

@@ -98,6 +98,12 @@ class RBMAnnealingPath(AnnealingPath):
         self._hidden_bias_ext = torch.cat([model.hidden_bias.detach(), bias_gap.new_zeros(1)])
         self._weight_t = weight.t().contiguous()
         self._bias_gap = bias_gap
+        # A model set to precision="bfloat16" anneals with bfloat16 operands (fp32 results).
+        self._reduced = getattr(model, "precision", "float32") == "bfloat16"
+        self._reduced = self._reduced and weight.dtype == torch.float32
+        if self._reduced:
+            self._weight_ext_bf16 = self._weight_ext.to(torch.bfloat16)
+            self._weight_t_bf16 = self._weight_t.to(torch.bfloat16)
         # At beta = 0 the target's hidden units are free (uniform), so Z_0 counts them:
         # Z_0 = 2^{n_hidden} prod_i (1 + e^{b_A,i}).
         self.log_base_partition = F.softplus(
@@ -143,7 +149,7 @@ class RBMAnnealingPath(AnnealingPath):
         return linear + F.softplus(beta * torch.addmm(hidden_bias, v, weight)).sum(-1)
 
     def transition(self, state: RBMChains, beta: float, *, generator=None) -> RBMChains:
-        torch.addmm(self._hidden_bias_ext, state.visible, self._weight_ext, out=state.hidden_input)
+        self._hidden_input(state)
         torch.mul(state.preactivation, beta, out=state.scaled)
         self._gibbs_sweep(state, beta, generator)
         return state
@@ -151,7 +157,7 @@ class RBMAnnealingPath(AnnealingPath):
     def advance(self, state, beta_prev, beta, log_weights, *, generator=None, transition=True):
         """Fused weight update and transition: two GEMMs per temperature; the only
         allocations are the two softplus outputs and two per-chain float64 vectors."""
-        torch.addmm(self._hidden_bias_ext, state.visible, self._weight_ext, out=state.hidden_input)
+        self._hidden_input(state)
         torch.mul(state.preactivation, beta, out=state.scaled)
         torch.mul(state.preactivation, beta_prev, out=state.scaled_prev)
         # softplus(beta a) - softplus(beta' a), summed in float64; the linear part is
@@ -165,6 +171,16 @@ class RBMAnnealingPath(AnnealingPath):
             self._gibbs_sweep(state, beta, generator)
         return state
 
+    def _hidden_input(self, state: RBMChains) -> None:
+        """``state.hidden_input = [b_h, 0] + v [W, b_v - b_A]``, in the model's precision."""
+        if self._reduced:
+            product = torch.mm(state.visible.to(torch.bfloat16), self._weight_ext_bf16)
+            torch.add(self._hidden_bias_ext, product, out=state.hidden_input)
+        else:
+            torch.addmm(
+                self._hidden_bias_ext, state.visible, self._weight_ext, out=state.hidden_input
+            )
+
     def _gibbs_sweep(self, state: RBMChains, beta: float, generator) -> None:
         # h ~ sigma(beta a) with a = b_h + W^T v already scaled in state.scaled; then
         # v ~ sigma(b_A + beta (b_v - b_A) + beta W h). Bernoulli draws compare one
@@ -173,9 +189,13 @@ class RBMAnnealingPath(AnnealingPath):
         torch.rand(probabilities.shape, generator=generator, out=state.uniform_hidden)
         torch.lt(state.uniform_hidden, probabilities, out=state.hidden)
         offset = torch.add(self.base_bias, self._bias_gap, alpha=beta, out=state.visible_offset)
-        visible_input = torch.addmm(
-            offset, state.hidden, self._weight_t, alpha=beta, out=state.visible_input
-        )
+        if self._reduced:
+            product = torch.mm(state.hidden.to(torch.bfloat16), self._weight_t_bf16)
+            visible_input = torch.add(offset, product, alpha=beta, out=state.visible_input)
+        else:
+            visible_input = torch.addmm(
+                offset, state.hidden, self._weight_t, alpha=beta, out=state.visible_input
+            )
         probabilities = torch.sigmoid(visible_input, out=visible_input)
         torch.rand(probabilities.shape, generator=generator, out=state.uniform_visible)
         torch.lt(state.uniform_visible, probabilities, out=state.visible)

@@ -15,6 +15,11 @@ from ebmlab._validation import (
     check_unit_interval,
 )
 from ebmlab.models._init import gaussian_weight
+from ebmlab.models.matmul_precision import (
+    BFloat16Copy,
+    bfloat16_addmm,
+    check_precision,
+)
 
 
 def sample_bernoulli(
@@ -23,15 +28,14 @@ def sample_bernoulli(
     """Draw 0/1 samples with the given probabilities, in the probabilities' dtype.
 
     One uniform draw compared with ``p`` is cheaper than ``torch.bernoulli`` on
-    CPU and yields the same distribution: P(u < p) = p for u ~ U(0, 1).
+    CPU and yields the same distribution: P(u < p) = p for u ~ U(0, 1). The
+    comparison is written into the uniforms' own storage (``lt_`` stores 1.0 or
+    0.0), which saves a boolean tensor and its conversion.
     """
-    uniform = torch.rand(
-        probabilities.shape,
-        generator=generator,
-        dtype=probabilities.dtype,
-        device=probabilities.device,
-    )
-    return (uniform < probabilities).to(probabilities.dtype)
+    uniform = torch.empty(
+        probabilities.shape, dtype=probabilities.dtype, device=probabilities.device
+    ).uniform_(generator=generator)
+    return uniform.lt_(probabilities)
 
 
 class BernoulliRBM(nn.Module):
@@ -49,6 +53,10 @@ class BernoulliRBM(nn.Module):
         Randomness for the initial weights.
     dtype, device
         Parameter dtype (float32 by default) and device.
+    precision : {"float32", "bfloat16"}
+        Operand precision of the conditionals' matrix products when no gradient flows
+        through them (:mod:`ebmlab.models.matmul_precision`); parameters stay ``dtype``.
+        Change it later with :meth:`set_precision`.
 
     Notes
     -----
@@ -84,8 +92,10 @@ class BernoulliRBM(nn.Module):
         generator: torch.Generator | None = None,
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
+        precision: str = "float32",
     ) -> None:
         super().__init__()
+        self.set_precision(precision)
         self.n_visible = check_positive_int("n_visible", n_visible)
         self.n_hidden = check_positive_int("n_hidden", n_hidden)
         check_nonnegative_float("weight_std", weight_std)
@@ -100,6 +110,28 @@ class BernoulliRBM(nn.Module):
 
     def extra_repr(self) -> str:
         return f"n_visible={self.n_visible}, n_hidden={self.n_hidden}"
+
+    def set_precision(self, precision: str) -> BernoulliRBM:
+        """Use ``"bfloat16"`` or ``"float32"`` operands in the conditionals' products; returns ``self``."""
+        self.precision = check_precision(precision)
+        self._weight_bf16 = BFloat16Copy()
+        return self
+
+    def reduced_precision(self, x: torch.Tensor) -> bool:
+        """Whether products with ``x`` take bfloat16 operands now.
+
+        Only float32 inputs, and only when no gradient can flow to the weights: a
+        product that autograd differentiates stays exact in the parameters' dtype.
+        """
+        return (
+            self.precision == "bfloat16"
+            and x.dtype == torch.float32
+            and not (torch.is_grad_enabled() and self.weight.requires_grad)
+        )
+
+    def weight_bfloat16(self) -> torch.Tensor:
+        """The weights rounded to bfloat16, cached until they change."""
+        return self._weight_bf16.of(self.weight)
 
     @torch.no_grad()
     def init_visible_bias(self, data: torch.Tensor, *, smoothing: float = 1e-2) -> BernoulliRBM:
@@ -167,10 +199,14 @@ class BernoulliRBM(nn.Module):
     # ----- conditionals ---------------------------------------------------------------
     def hidden_preactivation(self, v: torch.Tensor) -> torch.Tensor:
         """Total input to the hidden units, :math:`b_h + W^\\top v`."""
+        if self.reduced_precision(v):
+            return bfloat16_addmm(self.hidden_bias, v, self.weight_bfloat16())
         return torch.addmm(self.hidden_bias, v, self.weight)
 
     def visible_preactivation(self, h: torch.Tensor) -> torch.Tensor:
         """Total input to the visible units, :math:`b_v + W h`."""
+        if self.reduced_precision(h):
+            return bfloat16_addmm(self.visible_bias, h, self.weight_bfloat16().t())
         return torch.addmm(self.visible_bias, h, self.weight.t())
 
     def mean_h(self, v: torch.Tensor) -> torch.Tensor:

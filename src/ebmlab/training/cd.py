@@ -15,7 +15,8 @@ hidden probabilities on both sides (the Rao-Blackwellised form). Written this
 way, the positive hidden means are shared with the first Gibbs step and the
 weight gradient is the statistic :math:`v^\top \bar h` itself: a CD-1 update costs
 five GEMMs instead of the six of the free-energy form, and data and model rows
-share one GEMM for the statistic (see ``BernoulliRBM.weighted_energy``).
+share one GEMM for the statistic (see ``BernoulliRBM.weighted_energy``). For the plain
+Bernoulli RBM, :mod:`ebmlab.training.fused_cd` applies the same update without autograd.
 
 References
 ----------
@@ -61,43 +62,6 @@ def cd_loss(
     if weighted_energy is not None:
         return weighted_energy(v, h, weights)
     return (weights * model.energy(v, h)).sum()
-
-
-@torch.no_grad()
-def bernoulli_cd_gradients(
-    model: Any,
-    v_data: torch.Tensor,
-    h_data: torch.Tensor,
-    v_model: torch.Tensor,
-    h_model: torch.Tensor,
-) -> torch.Tensor:
-    r"""Write the gradient of :func:`cd_loss` for a Bernoulli RBM into ``.grad``; return the loss.
-
-    The same numbers autograd would give, computed directly (no graph, no backward pass):
-
-    .. math::
-
-        \nabla_W = \tfrac{1}{M} v_m^\top h_m - \tfrac{1}{N} v_d^\top h_d, \quad
-        \nabla_{b_h} = \bar h_m - \bar h_d, \quad \nabla_{b_v} = \bar v_m - \bar v_d,
-
-    and, since the surrogate is linear in the parameters for fixed statistics, the loss
-    :math:`\langle W, \nabla_W \rangle + b_h \cdot \nabla_{b_h} + b_v \cdot \nabla_{b_v}`.
-    Only for :class:`~ebmlab.models.BernoulliRBM` itself (subclasses may change the energy).
-    """
-    grad_weight = torch.mm(v_model.t(), h_model).div_(v_model.shape[0])
-    grad_weight.addmm_(v_data.t(), h_data, alpha=-1.0 / v_data.shape[0])
-    grad_hidden = h_model.mean(0).sub_(h_data.mean(0))
-    grad_visible = v_model.mean(0).sub_(v_data.mean(0))
-    model.weight.grad, model.hidden_bias.grad, model.visible_bias.grad = (
-        grad_weight,
-        grad_hidden,
-        grad_visible,
-    )
-    return (
-        torch.dot(model.weight.flatten(), grad_weight.flatten())
-        + torch.dot(model.hidden_bias, grad_hidden)
-        + torch.dot(model.visible_bias, grad_visible)
-    )
 
 
 def sparsity_penalty(

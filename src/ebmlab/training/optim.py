@@ -55,38 +55,6 @@ def build_sgd(
     return torch.optim.SGD(groups, lr=lr, momentum=momentum, dampening=dampening, fused=True)
 
 
-@torch.no_grad()
-def sgd_step(optimizer: torch.optim.SGD) -> None:
-    """The step ``optimizer.step()`` takes, without its per-call bookkeeping.
-
-    Same update and the same state as :class:`torch.optim.SGD` (no Nesterov):
-    ``g = grad + weight_decay * p``; ``buf = g`` on the first step, else
-    ``buf = momentum * buf + (1 - dampening) * g``; ``p -= lr * buf``. The momentum buffers live in
-    ``optimizer.state`` under torch's own key, so checkpoints and a later
-    ``optimizer.step()`` continue seamlessly. Worth it for small models, where the
-    wrapper (hooks, profiling, the fused kernel's launch) costs more than the maths.
-    """
-    for group in optimizer.param_groups:
-        lr, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
-        keep = 1.0 - group["dampening"]
-        for parameter in group["params"]:
-            grad = parameter.grad
-            if grad is None:
-                continue
-            if decay:
-                grad = grad.add(parameter, alpha=decay)
-            if momentum:
-                state = optimizer.state[parameter]
-                buffer = state.get("momentum_buffer")
-                if buffer is None:
-                    state["momentum_buffer"] = buffer = grad.clone()
-                else:
-                    buffer.mul_(momentum).add_(grad, alpha=keep)
-                grad = buffer
-            parameter.add_(grad, alpha=-lr)
-    optimizer._opt_called = True  # what optimizer.step() tells LR schedulers: a step was taken
-
-
 def set_momentum(
     optimizer: torch.optim.Optimizer, momentum: float, *, dampened: bool = False
 ) -> None:

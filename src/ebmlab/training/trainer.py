@@ -18,14 +18,10 @@ from ebmlab._validation import (
     check_positive_int,
     check_probability,
 )
+from ebmlab.models.matmul_precision import check_precision
 from ebmlab.models.rbm import BernoulliRBM
 from ebmlab.samplers.tempering import ParallelTempering, temperature_ladder
-from ebmlab.training.cd import (
-    ContrastiveDivergence,
-    bernoulli_cd_gradients,
-    cd_loss,
-    sparsity_penalty,
-)
+from ebmlab.training.cd import ContrastiveDivergence, cd_loss, sparsity_penalty
 from ebmlab.training.centering import Centering, check_offset_rate
 from ebmlab.training.distributed import (
     DistributedContext,
@@ -35,13 +31,13 @@ from ebmlab.training.distributed import (
     rank_generator,
     shard,
 )
+from ebmlab.training.fused_cd import fused_cd_update
 from ebmlab.training.monitor import free_energy_gap, reconstruction_error
 from ebmlab.training.optim import (
     LinearDecay,
     build_sgd,
     check_sgd_settings,
     set_momentum,
-    sgd_step,
 )
 
 # The exact pseudo-likelihood costs n_visible free energies per example; below this size it is
@@ -87,6 +83,9 @@ class CDConfig:
     centering, offset_rate
         Train in centered coordinates (:mod:`ebmlab.training.centering`), the offsets
         following the data means at this moving-average rate.
+    precision
+        ``"bfloat16"`` runs a Bernoulli RBM's products (Gibbs sweeps, the CD statistic)
+        with bfloat16 operands (:mod:`ebmlab.models.matmul_precision`).
     tempering, tempering_min_beta, tempering_ladder, tempering_target_acceptance
         Parallel tempering (:class:`~ebmlab.samplers.tempering.ParallelTempering`) with
         this many replicas for PCD's negative phase; the ladder's spacing, its smallest
@@ -130,6 +129,11 @@ class CDConfig:
     tempering_target_acceptance: float | None = option(
         0.3, "Adapt the ladder towards this swap acceptance rate (none: a fixed ladder)."
     )
+    precision: str = option(
+        "float32",
+        "Operands of the Bernoulli RBM's matrix products: float32, or bfloat16 (weights stay "
+        "float32; faster only on CPUs with AMX or AVX512-BF16).",
+    )
 
     def __post_init__(self) -> None:
         check_sgd_settings(self)
@@ -140,6 +144,7 @@ class CDConfig:
             check_probability("sparsity_target", self.sparsity_target, open_interval=True)
         check_nonnegative_float("sparsity_cost", self.sparsity_cost)
         check_offset_rate(self.offset_rate)
+        check_precision(self.precision)
         check_positive_int("tempering", self.tempering)
         if self.tempering > 1:
             if not self.persistent:
@@ -177,6 +182,18 @@ def build_tempering(model: nn.Module, config: CDConfig) -> ParallelTempering | N
     )
 
 
+def _set_precision(model: nn.Module, precision: str) -> None:
+    """Give ``model`` the product precision the config asks for (float32 suits every model)."""
+    set_precision = getattr(model, "set_precision", None)
+    if set_precision is not None:
+        set_precision(precision)
+    elif precision != "float32":
+        raise ValueError(
+            f"precision={precision!r} needs a BernoulliRBM; {type(model).__name__} trains in "
+            "float32"
+        )
+
+
 class CDTrainer:
     """Trains a layered model (BernoulliRBM, GaussianBernoulliRBM, a DBN layer) by CD-k or PCD-k.
 
@@ -212,6 +229,7 @@ class CDTrainer:
         self.model = model
         self.config = config
         self.generator = generator
+        _set_precision(model, config.precision)
         # Under torchrun: same minibatch order everywhere (generator), own chains (sampling).
         self.context = context or DistributedContext(device=str(generator.device))
         self.sampling_generator = rank_generator(generator, self.context)
@@ -236,28 +254,43 @@ class CDTrainer:
             self.optimizer, LinearDecay(config.epochs, config.final_lr_fraction)
         )
         self.epoch = 0  # number of completed epochs
-        # The analytic CD gradient holds for the plain Bernoulli RBM's energy only.
-        self._direct = type(model) is BernoulliRBM and not (
-            config.sparsity_target is not None and config.sparsity_cost > 0
+        # The analytic CD update holds for the plain Bernoulli RBM's energy only; across
+        # ranks the gradients must exist as tensors to be averaged.
+        self._fused = (
+            type(model) is BernoulliRBM
+            and not (config.sparsity_target is not None and config.sparsity_cost > 0)
+            and not self.context.enabled
         )
 
     # ----- one update / one epoch ----------------------------------------------------
     def update(self, v_data: torch.Tensor) -> float:
         """One CD/PCD parameter update on a minibatch; returns the surrogate loss."""
+        return float(self._update(v_data))
+
+    def _update(self, v_data: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             h_data = self.model.mean_h(v_data)
         v_model, h_model = self.objective.negatives(
             v_data, h_data, generator=self.sampling_generator
         )
-        if self._direct:
-            # The same update without autograd or the optimizer's wrapper (small models
-            # spend most of their time there); tests/training/test_cd_direct.py proves it equal.
-            loss = bernoulli_cd_gradients(self.model, v_data, h_data, v_model, h_model)
-            average_gradients(self.model, self.context)
-            self._center(v_data, h_data)
-            sgd_step(self.optimizer)
+        if self._fused:
+            # The same update without autograd, .grad or the optimizer's wrapper (small
+            # models spend most of their time there); tests/training/test_cd_fused.py
+            # proves it equal to the path below.
+            offsets = self._offsets(v_data, h_data)
+            loss = fused_cd_update(
+                self.model,
+                self.optimizer,
+                v_data,
+                h_data,
+                v_model,
+                h_model,
+                weight_decay=self.config.weight_decay,
+                visible_offset=offsets[0],
+                hidden_offset=offsets[1],
+            )
             self._move_offsets(v_data, h_data)
-            return float(loss)
+            return loss
         loss = cd_loss(self.model, v_data, h_data, v_model, h_model)
         if self.config.sparsity_target is not None and self.config.sparsity_cost > 0:
             loss = loss + sparsity_penalty(
@@ -272,18 +305,25 @@ class CDTrainer:
         self._center(v_data, h_data)
         self.optimizer.step()
         self._move_offsets(v_data, h_data)
-        return float(loss.detach())
+        return loss.detach()
 
-    def _center(self, v_data: torch.Tensor, h_data: torch.Tensor) -> None:
-        """Turn the plain gradients into the centered update's (no-op without centering)."""
+    def _offsets(
+        self, v_data: torch.Tensor, h_data: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The centering offsets (mu, lambda), set from this batch if never set; (None, None) if off."""
         if self.centering is None:
-            return
+            return None, None
         if self.centering.hidden_offset is None:  # update() called without train_epoch
             self.centering.initialise(
                 average_tensor(v_data.mean(0, keepdim=True), self.context),
                 average_tensor(h_data.mean(0, keepdim=True), self.context),
             )
-        self.centering.center_gradients(weight_decay=self.config.weight_decay)
+        return self.centering.visible_offset, self.centering.hidden_offset
+
+    def _center(self, v_data: torch.Tensor, h_data: torch.Tensor) -> None:
+        """Turn the plain gradients into the centered update's (no-op without centering)."""
+        if self._offsets(v_data, h_data)[1] is not None:
+            self.centering.center_gradients(weight_decay=self.config.weight_decay)
 
     def _move_offsets(self, v_data: torch.Tensor, h_data: torch.Tensor) -> None:
         if self.centering is not None:
@@ -311,30 +351,42 @@ class CDTrainer:
         order = torch.randperm(
             data.shape[0], generator=self.generator, device=self.generator.device
         )
-        batches = order.split(config.batch_size)
+        batches = self._minibatches(data, order)
         if progress:
             from tqdm.auto import tqdm
 
             batches = tqdm(batches, desc=f"epoch {self.epoch + 1}/{config.epochs}", leave=False)
         counters = self._tempering_counters()
-        total, count = 0.0, 0
-        for index in batches:
-            v = data[shard(index, self.context)]
-            if config.dynamic_binarization:
-                v = torch.bernoulli(v, generator=self.sampling_generator)
-            loss = self.update(v)
-            if not math.isfinite(loss):
-                raise NonFiniteError(
-                    f"the CD loss became {loss} in epoch {self.epoch + 1}; lower --lr "
-                    "(the last checkpoint is still good)"
-                )
-            total, count = total + loss * v.shape[0], count + v.shape[0]
+        # Summed on the device and read once: no host synchronisation per update. A
+        # non-finite loss still stops the epoch's end before any checkpoint is written.
+        total, count = torch.zeros((), dtype=data.dtype, device=data.device), 0
+        with torch.set_grad_enabled(not self._fused):
+            for v in batches:
+                if config.dynamic_binarization:
+                    v = torch.bernoulli(v, generator=self.sampling_generator)
+                total.add_(self._update(v), alpha=v.shape[0])
+                count += v.shape[0]
+        loss = float(total) / count
+        if not math.isfinite(loss):
+            raise NonFiniteError(
+                f"the CD loss became {loss} in epoch {self.epoch + 1}; lower --lr "
+                "(the last checkpoint is still good)"
+            )
         self._check_parameters()
         self.scheduler.step()
         self.epoch += 1
-        loss = mean_over_ranks({"loss": total / count}, self.context)["loss"]
+        loss = mean_over_ranks({"loss": loss}, self.context)["loss"]
         record = {"loss": loss, "epoch_seconds": time.perf_counter() - start}
         return record | self._tempering_metrics(counters)
+
+    def _minibatches(self, data: torch.Tensor, order: torch.Tensor):
+        """This rank's minibatches in ``order``: views of one shuffled copy on a single process."""
+        if self.context.enabled:
+            return [
+                data[shard(index, self.context)] for index in order.split(self.config.batch_size)
+            ]
+        # One gather per epoch instead of one per minibatch: the same rows, fewer calls.
+        return data[order].split(self.config.batch_size)
 
     def _tempering_counters(self) -> tuple[torch.Tensor, torch.Tensor, int] | None:
         state = self.objective.tempering_state

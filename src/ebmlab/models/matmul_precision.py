@@ -1,0 +1,80 @@
+r"""bfloat16 matrix products with float32 weights: the opt-in ``precision="bfloat16"`` of RBMs.
+
+A layered model's cost is its matrix products: ``v @ W`` and ``h @ W^T`` for every Gibbs
+half-sweep, ``v^T h`` for every CD statistic, two products per AIS temperature. CPUs with
+bfloat16 units (AMX on Intel Sapphire Rapids and later, AVX512-BF16 on AMD Zen 4) run
+them several times faster with bfloat16 operands; CPUs without them emulate bfloat16 and
+run *slower* than float32 (benchmarks/RESULTS.md has both), so float32 stays the default.
+
+Only the operands are rounded: the weights themselves (and every optimizer update) stay
+float32, products accumulate in float32 inside the GEMM kernel, and biases are added to
+the float32 result. bfloat16 keeps 8 significant bits, a relative rounding error of at
+most :math:`2^{-9} \approx 0.2\%` on the weights and on each product's output. Binary
+units (0 or 1) are exact in bfloat16.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ebmlab._validation import check_choice
+
+PRECISIONS = ("float32", "bfloat16")
+
+
+def check_precision(precision: object) -> str:
+    """Return ``precision`` if it is one of :data:`PRECISIONS`; else a ValueError naming it."""
+    return check_choice("precision", precision, PRECISIONS)
+
+
+def cpu_has_native_bfloat16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (AMX-BF16 or AVX512-BF16).
+
+    Reads the kernel's CPU flags; False where they cannot be read (not Linux).
+    """
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return False
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            return bool(flags & {"amx_bf16", "avx512_bf16"})
+    return False
+
+
+class BFloat16Copy:
+    """A bfloat16 copy of a tensor, made again only when the tensor has changed.
+
+    Every in-place change (an optimizer step, ``load_state_dict``'s ``copy_``) bumps a
+    tensor's version counter, so the copy is refreshed exactly when it would be stale.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple[int, int] | None = None
+        self._copy: torch.Tensor | None = None
+
+    def of(self, tensor: torch.Tensor) -> torch.Tensor:
+        key = (id(tensor), tensor._version)
+        if key != self._key:
+            self._copy = tensor.detach().to(torch.bfloat16)
+            self._key = key
+        return self._copy
+
+    def __deepcopy__(self, memo: dict) -> BFloat16Copy:
+        return BFloat16Copy()  # a copied model makes its own copy on first use
+
+
+def bfloat16_addmm(
+    bias: torch.Tensor, x: torch.Tensor, weight_bf16: torch.Tensor, *, alpha: float = 1.0
+) -> torch.Tensor:
+    """``bias + alpha * x @ weight`` with bfloat16 operands, returned in float32."""
+    product = torch.mm(x.to(torch.bfloat16), weight_bf16).float()
+    return product.mul_(alpha).add_(bias) if alpha != 1.0 else product.add_(bias)
+
+
+def bfloat16_statistic(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """``left^T @ right`` with bfloat16 operands, returned in float32."""
+    return torch.mm(left.t().to(torch.bfloat16), right.to(torch.bfloat16)).float()

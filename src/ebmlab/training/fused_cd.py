@@ -1,0 +1,140 @@
+r"""The CD/PCD update of a Bernoulli RBM applied in place: no autograd, no ``.grad``, no wrapper.
+
+:class:`~ebmlab.training.CDTrainer` takes this path for a plain
+:class:`~ebmlab.models.BernoulliRBM` on one process. It performs exactly the update of
+the autograd path (:func:`~ebmlab.training.cd.cd_loss`, then
+:meth:`~ebmlab.training.centering.Centering.center_gradients`, then
+:class:`torch.optim.SGD`), with the statistics computed once and written straight into
+the parameters and momentum buffers. ``tests/training/test_cd_fused.py`` proves it equal
+in float64. A model set to ``precision="bfloat16"`` takes the weight statistic as one
+bfloat16 product of the stacked batches (:mod:`ebmlab.models.matmul_precision`).
+
+Notes
+-----
+With offsets :math:`\mu, \lambda` (zero without centering) and the centered batches
+:math:`a = v - \mu`, :math:`c = \bar h - \lambda`, the weight step is one GEMM pair,
+
+.. math:: G_W = \tfrac{1}{M} a_m^\top c_m - \tfrac{1}{N} a_d^\top c_d + \omega W,
+
+which equals the plain CD gradient :math:`g_W` plus weight decay :math:`\omega`, less the
+centering terms :math:`\mu g_c^\top + g_b \lambda^\top` (expand the products). The
+biases move by :math:`G_b = g_b - G_W \lambda` and :math:`G_c = g_c - G_W^\top \mu`, with
+:math:`g_b = \bar v_m - \bar v_d`, :math:`g_c = \bar h_m - \bar h_d` (the module docstring of
+:mod:`ebmlab.training.centering` derives them). Each parameter :math:`p` then takes SGD's
+step with its group's learning rate :math:`\eta`, momentum :math:`m` and dampening
+:math:`d`: :math:`p \leftarrow p - \eta G` without momentum, else
+:math:`u \leftarrow m u + (1 - d) G` (:math:`u = G` on the first step) and
+:math:`p \leftarrow p - \eta u`.
+
+The returned loss is the CD surrogate's value at the parameters before the step,
+:math:`\langle W, g_W \rangle + b_h^\top g_c + b_v^\top g_b`; since
+:math:`g_W = G_W^{(\omega=0)} + \mu g_c^\top + g_b \lambda^\top`, it equals
+:math:`\langle W, G_W^{(\omega=0)} \rangle + g_c^\top (b_h + W^\top\mu) + g_b^\top (b_v + W\lambda)`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ebmlab.models.matmul_precision import bfloat16_statistic
+from ebmlab.models.rbm import BernoulliRBM
+
+
+@torch.no_grad()
+def fused_cd_update(
+    model: BernoulliRBM,
+    optimizer: torch.optim.SGD,
+    v_data: torch.Tensor,
+    h_data: torch.Tensor,
+    v_model: torch.Tensor,
+    h_model: torch.Tensor,
+    *,
+    weight_decay: float = 0.0,
+    visible_offset: torch.Tensor | None = None,
+    hidden_offset: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Apply one CD/PCD step to ``model`` in place; return the surrogate loss (a 0-d tensor).
+
+    Parameters
+    ----------
+    model : BernoulliRBM
+        Trained in place (its parameters, not their ``.grad``).
+    optimizer : torch.optim.SGD
+        Holds the learning rates (scheduled), momentum, dampening and momentum buffers;
+        its own ``weight_decay`` is ignored in favour of ``weight_decay``.
+    v_data, h_data, v_model, h_model
+        The minibatch and the negatives, with their hidden means p(h = 1 | v).
+    weight_decay : float
+        L2 penalty on the weights, folded into the weight gradient before centering.
+    visible_offset, hidden_offset : Tensor, optional
+        The centering offsets :math:`\\mu, \\lambda` (both or neither).
+    """
+    centered = hidden_offset is not None
+    a_data, a_model, c_data, c_model = v_data, v_model, h_data, h_model
+    if centered:
+        a_data, a_model = v_data - visible_offset, v_model - visible_offset
+        c_data, c_model = h_data - hidden_offset, h_model - hidden_offset
+    n_data, n_model = v_data.shape[0], v_model.shape[0]
+    weight, visible_bias, hidden_bias = model.weight, model.visible_bias, model.hidden_bias
+    # G_W without decay: (1/M) a_m^T c_m - (1/N) a_d^T c_d, one output, two products.
+    if model.reduced_precision(v_data):
+        # One product of the stacked batches: the difference is rounded once, as itself.
+        scaled = torch.cat([c_model * (1.0 / n_model), c_data * (-1.0 / n_data)])
+        grad_weight = bfloat16_statistic(torch.cat([a_model, a_data]), scaled)
+    else:
+        grad_weight = torch.mm(a_model.t(), c_model)
+        grad_weight.addmm_(a_data.t(), c_data, beta=1.0 / n_model, alpha=-1.0 / n_data)
+    # Column sums scaled afterwards: cheaper than two means and a subtraction.
+    grad_hidden = h_model.sum(0).mul_(1.0 / n_model).sub_(h_data.sum(0), alpha=1.0 / n_data)
+    grad_visible = v_model.sum(0).mul_(1.0 / n_model).sub_(v_data.sum(0), alpha=1.0 / n_data)
+    hidden_term, visible_term = hidden_bias, visible_bias
+    if centered:  # the centered biases b_h + W^T mu and b_v + W lambda (see Notes)
+        hidden_term = torch.addmv(hidden_bias, weight.t(), visible_offset)
+        visible_term = torch.addmv(visible_bias, weight, hidden_offset)
+    loss = (
+        torch.dot(weight.view(-1), grad_weight.view(-1))
+        + torch.dot(hidden_term, grad_hidden)
+        + torch.dot(visible_term, grad_visible)
+    )
+    if weight_decay:
+        grad_weight.add_(weight, alpha=weight_decay)
+    if centered:
+        grad_visible.sub_(grad_weight @ hidden_offset)
+        grad_hidden.sub_(grad_weight.t() @ visible_offset)
+    for parameter, grad in (
+        (weight, grad_weight),
+        (hidden_bias, grad_hidden),
+        (visible_bias, grad_visible),
+    ):
+        sgd_apply(optimizer, parameter, grad)
+    optimizer._opt_called = True  # what optimizer.step() tells LR schedulers: a step was taken
+    return loss
+
+
+def sgd_apply(optimizer: torch.optim.SGD, parameter: nn.Parameter, grad: torch.Tensor) -> None:
+    """SGD's step for one parameter with ``grad`` (decay already in it), in torch's own state.
+
+    The momentum buffer lives in ``optimizer.state`` under torch's key, so checkpoints and a
+    later ``optimizer.step()`` continue seamlessly. ``grad`` may be overwritten. Call it
+    under :func:`torch.no_grad` (as :func:`fused_cd_update` does).
+    """
+    group = _group_of(optimizer, parameter)
+    momentum = group["momentum"]
+    if momentum:
+        state = optimizer.state[parameter]
+        buffer = state.get("momentum_buffer")
+        if buffer is None:
+            state["momentum_buffer"] = buffer = grad
+        else:
+            buffer.mul_(momentum).add_(grad, alpha=1.0 - group["dampening"])
+        grad = buffer
+    parameter.add_(grad, alpha=-group["lr"])
+
+
+def _group_of(optimizer: torch.optim.SGD, parameter: nn.Parameter) -> dict:
+    for group in optimizer.param_groups:
+        for member in group["params"]:
+            if member is parameter:
+                return group
+    raise ValueError("the optimizer does not hold this parameter")
