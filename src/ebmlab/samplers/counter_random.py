@@ -1,0 +1,110 @@
+r"""A counter-based uniform generator in plain integer tensor ops: cheap once compiled.
+
+The ``i``-th number of the stream with key :math:`k = (k_0, k_1)` is a hash of the
+64-bit counter :math:`i = 2^{32} i_1 + i_0`,
+
+.. math:: x_i = g\big(g(i_0 \oplus k_0) \oplus i_1 \oplus k_1\big), \qquad
+          u_i = \lfloor x_i / 2^8 \rfloor \, 2^{-24} \in [0, 1),
+
+with :math:`g` a 32-bit xor-shift-multiply mixer (shifts 16, 15, 16; multipliers
+``0x7feb352d`` and ``0x846ca68b``, the low-bias pair found by Wellons' hash prospector).
+Every number depends only on the key and its own counter, so a block of the stream is
+one elementwise expression over ``arange``: :func:`torch.compile` fuses it with the
+comparison that turns it into a Bernoulli draw, where ``torch.rand`` runs a serial
+Mersenne twister into memory first. Eager, the same expression is slower than
+``torch.rand``; its value is identical, so a compiled and an eager run draw the same
+numbers and a run is reproducible from its seed either way.
+
+All arithmetic stays inside int64 without overflow: values are 32-bit, and the
+multiplier above :math:`2^{31}` is applied in two 16-bit halves. 24 bits per uniform
+are float32's resolution, as for ``torch.rand``.
+
+References
+----------
+Salmon, J. K., Moraes, M. A., Dror, R. O. & Shaw, D. E. (2011). Parallel random numbers:
+as easy as 1, 2, 3. SC11 (counter-based generators). Wellons, C. (2018). Prospecting for
+hash functions (the mixer's constants).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+_MASK32 = 0xFFFFFFFF
+_MULTIPLIER_1 = 0x7FEB352D
+_MULTIPLIER_2_HIGH, _MULTIPLIER_2_LOW = 0x846C, 0xA68B  # 0x846ca68b in 16-bit halves
+
+
+def _times_multiplier_2(x: torch.Tensor) -> torch.Tensor:
+    # (x * 0x846ca68b) mod 2^32 without leaving int64: x < 2^32, each half-product < 2^48.
+    high = ((x * _MULTIPLIER_2_HIGH) & 0xFFFF) << 16
+    return (x * _MULTIPLIER_2_LOW + high) & _MASK32
+
+
+def mix32(x: torch.Tensor) -> torch.Tensor:
+    """The 32-bit mixer :math:`g` on int64 tensors holding values in :math:`[0, 2^{32})`."""
+    x = x ^ (x >> 16)
+    x = (x * _MULTIPLIER_1) & _MASK32
+    x = x ^ (x >> 15)
+    x = _times_multiplier_2(x)
+    return x ^ (x >> 16)
+
+
+def counter_uniform(key: torch.Tensor, counter: torch.Tensor, n: int) -> torch.Tensor:
+    """Uniforms ``counter, ..., counter + n - 1`` of the stream ``key``, float32 in [0, 1).
+
+    ``key`` is an int64 tensor of two 32-bit words (shape (2,)), ``counter`` a 0-d int64
+    tensor; both are tensors so a compiled caller sees new values, not new constants.
+    """
+    index = torch.arange(n, dtype=torch.int64, device=key.device) + counter
+    low, high = index & _MASK32, index >> 32
+    x = mix32(mix32(low ^ key[0]) ^ high ^ key[1])
+    return (x >> 8).to(torch.float32) * (2.0**-24)
+
+
+@dataclass
+class CounterStream:
+    """A position in a counter-based stream: its key and the next counter.
+
+    Attributes
+    ----------
+    key : Tensor
+        Two 32-bit words, int64, shape (2,).
+    counter : int
+        The counter of the next number to draw.
+    """
+
+    key: torch.Tensor
+    counter: int = 0
+
+    @classmethod
+    def from_generator(
+        cls, generator: torch.Generator | None = None, *, device: torch.device | str = "cpu"
+    ) -> CounterStream:
+        """A stream whose key is drawn from ``generator``: reproducible from its seed."""
+        key = torch.randint(0, 2**32, (2,), generator=generator, dtype=torch.int64)
+        return cls(key=key.to(device))
+
+    def uniform(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """The next ``prod(shape)`` uniforms, in that shape; advances the counter."""
+        n = 1
+        for size in shape:
+            n *= size
+        counter = torch.tensor(self.counter, dtype=torch.int64, device=self.key.device)
+        values = counter_uniform(self.key, counter, n).view(shape)
+        self.counter += n
+        return values
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"key": self.key.clone(), "counter": torch.tensor(self.counter)}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> CounterStream:
+        key = state["key"]
+        if key.shape != (2,) or key.dtype != torch.int64:
+            raise ValueError(
+                f"key must be an int64 tensor of shape (2,); got {key.dtype} {tuple(key.shape)}"
+            )
+        return cls(key=key.clone(), counter=int(state["counter"]))
