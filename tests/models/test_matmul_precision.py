@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -42,6 +43,25 @@ def test_native_bfloat16_is_read_from_the_cpu_flags(tmp_path, flags, expected):
     cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n")
     assert cpu_has_native_bfloat16(cpuinfo) is expected
     assert cpu_has_native_bfloat16(tmp_path / "missing") is False
+
+
+def test_the_flags_after_the_colon_are_read_and_a_file_without_them_says_no(tmp_path):
+    tight, none = tmp_path / "tight", tmp_path / "none"
+    tight.write_text("flags:amx_bf16 fpu\n")  # no blank after the colon: still the first flag
+    none.write_text("processor\t: 0\nmodel name\t: Some CPU\n")
+    assert cpu_has_native_bfloat16(tight) is True
+    assert cpu_has_native_bfloat16(none) is False
+
+
+def test_by_default_this_machines_flags_are_read():
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        pytest.skip("no /proc/cpuinfo on this system")
+    flags = next(
+        (line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")), ""
+    )
+    expected = bool({"amx_bf16", "avx512_bf16"} & set(flags.split(":", 1)[-1].split()))
+    assert cpu_has_native_bfloat16() is expected
 
 
 def test_bad_precision_is_refused_by_name():
@@ -95,9 +115,24 @@ def test_the_bfloat16_weights_follow_every_in_place_change():
     model.load_state_dict(make_rbm(seed=5).state_dict())
     reloaded = torch.mm(v.bfloat16(), model.weight.bfloat16()).float() + model.hidden_bias
     torch.testing.assert_close(model.hidden_preactivation(v), reloaded, rtol=0, atol=0)
+    assert model.weight_bfloat16() is model.weight_bfloat16()  # cached while unchanged
     twin = copy.deepcopy(model)  # its own cache: changing the twin leaves the original alone
     twin.weight.mul_(2.0)
     torch.testing.assert_close(model.hidden_preactivation(v), reloaded, rtol=0, atol=0)
+
+
+@torch.no_grad()
+def test_a_replaced_weight_tensor_is_never_served_from_the_old_copy():
+    model = make_rbm(precision="bfloat16")
+    v = binary(8, 20, 4)
+    model.hidden_preactivation(v)
+    replacement = torch.nn.Parameter(model.weight.detach().clone() + 1.0)
+    while replacement._version < model.weight._version:  # equal versions: only identity differs
+        replacement.add_(0.0)
+    assert replacement._version == model.weight._version
+    model.weight = replacement
+    expected = torch.mm(v.bfloat16(), replacement.bfloat16()).float() + model.hidden_bias
+    torch.testing.assert_close(model.hidden_preactivation(v), expected, rtol=0, atol=0)
 
 
 def test_float64_models_ignore_the_setting():

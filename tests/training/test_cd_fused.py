@@ -83,7 +83,7 @@ def test_fused_update_refuses_a_parameter_its_optimizer_does_not_hold():
     optimizer = build_sgd(other, lr=0.1, momentum=0.0, weight_decay=0.0)
     v = torch.zeros(2, 12, dtype=torch.float64)
     h = model.mean_h(v).detach()
-    with pytest.raises(ValueError, match="does not hold this parameter"):
+    with pytest.raises(ValueError, match="^the optimizer does not hold this parameter$"):
         fused_cd_update(model, optimizer, v, h, v, h)
 
 

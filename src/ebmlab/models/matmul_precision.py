@@ -67,12 +67,9 @@ class BFloat16Copy:
         return BFloat16Copy()  # a copied model makes its own copy on first use
 
 
-def bfloat16_addmm(
-    bias: torch.Tensor, x: torch.Tensor, weight_bf16: torch.Tensor, *, alpha: float = 1.0
-) -> torch.Tensor:
-    """``bias + alpha * x @ weight`` with bfloat16 operands, returned in float32."""
-    product = torch.mm(x.to(torch.bfloat16), weight_bf16).float()
-    return product.mul_(alpha).add_(bias) if alpha != 1.0 else product.add_(bias)
+def bfloat16_addmm(bias: torch.Tensor, x: torch.Tensor, weight_bf16: torch.Tensor) -> torch.Tensor:
+    """``bias + x @ weight`` with bfloat16 operands, returned in float32."""
+    return torch.mm(x.to(torch.bfloat16), weight_bf16).float().add_(bias)
 
 
 def bfloat16_statistic(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:

@@ -36,6 +36,7 @@ from ebmlab._validation import check_positive_int
 from ebmlab.samplers.base import run_chain
 from ebmlab.samplers.gibbs import BlockGibbs, GibbsState
 from ebmlab.samplers.tempering import ParallelTempering, TemperingState
+from ebmlab.training.compiled_gibbs import CompiledGibbs
 
 
 def cd_loss(
@@ -95,6 +96,9 @@ class ContrastiveDivergence:
         Persistent chains only: each of the ``k`` sweeps is a parallel-tempering step
         (a Gibbs sweep at every temperature, then replica swaps), and the beta = 1
         replicas are the negative samples (Desjardins et al. 2010).
+    compiled_gibbs : CompiledGibbs, optional
+        A Bernoulli RBM's sweeps as one compiled step with counter-based draws
+        (:mod:`ebmlab.training.compiled_gibbs`), instead of :class:`BlockGibbs`.
 
     Notes
     -----
@@ -111,6 +115,7 @@ class ContrastiveDivergence:
         persistent: bool = False,
         n_chains: int | None = None,
         tempering: ParallelTempering | None = None,
+        compiled_gibbs: CompiledGibbs | None = None,
     ) -> None:
         self.model = model
         self.k = check_positive_int("k", k)
@@ -118,8 +123,11 @@ class ContrastiveDivergence:
         self.n_chains = None if n_chains is None else check_positive_int("n_chains", n_chains)
         if tempering is not None and not persistent:
             raise ValueError("tempering needs persistent chains (persistent=True)")
+        if compiled_gibbs is not None and tempering is not None:
+            raise ValueError("compiled Gibbs sweeps and tempering cannot be combined")
         self.sampler = BlockGibbs(model)
         self.tempering = tempering
+        self.compiled_gibbs = compiled_gibbs
         self.chains: torch.Tensor | None = None
         self.tempering_state: TemperingState | None = None
 
@@ -136,6 +144,8 @@ class ContrastiveDivergence:
         """
         if self.tempering is not None:
             return self._tempered_negatives(v_data, generator)
+        if self.compiled_gibbs is not None:
+            return self._compiled_negatives(v_data, h_data, generator)
         if self.persistent:
             if self.chains is None:
                 self.chains = self._initial_chains(v_data)
@@ -147,6 +157,18 @@ class ContrastiveDivergence:
             self.chains = state.visible
         with torch.no_grad():
             return state.visible, self.model.mean_h(state.visible)
+
+    def _compiled_negatives(self, v_data, h_data, generator) -> tuple[torch.Tensor, torch.Tensor]:
+        start = h_data  # CD's first sweep samples h from p(h | v_data)
+        if self.persistent:
+            if self.chains is None:
+                self.chains = self._initial_chains(v_data)
+            with torch.no_grad():
+                start = self.model.mean_h(self.chains)
+        visible, hidden_mean = self.compiled_gibbs.run(start, self.k, generator=generator)
+        if self.persistent:
+            self.chains = visible
+        return visible, hidden_mean
 
     def _initial_chains(self, v_data: torch.Tensor) -> torch.Tensor:
         n = self.n_chains or v_data.shape[0]
@@ -163,9 +185,14 @@ class ContrastiveDivergence:
     def state_dict(self) -> dict[str, Any]:
         if self.tempering_state is not None:
             return {"tempering": self.tempering.state_dict(self.tempering_state)}
-        return {} if self.chains is None else {"chains": self.chains}
+        state = {} if self.chains is None else {"chains": self.chains}
+        if self.compiled_gibbs is not None and self.compiled_gibbs.stream is not None:
+            state["stream"] = self.compiled_gibbs.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.compiled_gibbs is not None:
+            self.compiled_gibbs.load_state_dict(state.get("stream", {}))
         if self.tempering is not None:
             saved = state.get("tempering")
             self.tempering_state = None if saved is None else self.tempering.load_state_dict(saved)

@@ -23,6 +23,7 @@ from ebmlab.models.rbm import BernoulliRBM
 from ebmlab.samplers.tempering import ParallelTempering, temperature_ladder
 from ebmlab.training.cd import ContrastiveDivergence, cd_loss, sparsity_penalty
 from ebmlab.training.centering import Centering, check_offset_rate
+from ebmlab.training.compiled_gibbs import CompiledGibbs
 from ebmlab.training.distributed import (
     DistributedContext,
     average_gradients,
@@ -83,6 +84,9 @@ class CDConfig:
     centering, offset_rate
         Train in centered coordinates (:mod:`ebmlab.training.centering`), the offsets
         following the data means at this moving-average rate.
+    compile
+        Gibbs sweeps of a Bernoulli RBM as one compiled step with counter-based draws
+        (:mod:`ebmlab.training.compiled_gibbs`).
     precision
         ``"bfloat16"`` runs a Bernoulli RBM's products (Gibbs sweeps, the CD statistic)
         with bfloat16 operands (:mod:`ebmlab.models.matmul_precision`).
@@ -129,6 +133,11 @@ class CDConfig:
     tempering_target_acceptance: float | None = option(
         0.3, "Adapt the ladder towards this swap acceptance rate (none: a fixed ladder)."
     )
+    compile: bool = option(
+        False,
+        "Run a Bernoulli RBM's Gibbs sweeps as one torch.compile step with counter-based "
+        "random draws (compiles for some seconds first; float32, no tempering).",
+    )
     precision: str = option(
         "float32",
         "Operands of the Bernoulli RBM's matrix products: float32, or bfloat16 (weights stay "
@@ -145,6 +154,11 @@ class CDConfig:
         check_nonnegative_float("sparsity_cost", self.sparsity_cost)
         check_offset_rate(self.offset_rate)
         check_precision(self.precision)
+        if self.compile and (self.tempering > 1 or self.precision != "float32"):
+            raise ValueError(
+                "compile=True runs float32 sweeps without tempering; got "
+                f"tempering={self.tempering}, precision={self.precision!r}"
+            )
         check_positive_int("tempering", self.tempering)
         if self.tempering > 1:
             if not self.persistent:
@@ -180,6 +194,15 @@ def build_tempering(model: nn.Module, config: CDConfig) -> ParallelTempering | N
         adapt=target is not None,
         target_acceptance=0.3 if target is None else target,
     )
+
+
+def _compiled_gibbs(model: nn.Module, config: CDConfig) -> CompiledGibbs | None:
+    """The compiled sweeps ``config.compile`` asks for (Bernoulli RBMs only), or None."""
+    if not config.compile:
+        return None
+    if type(model) is not BernoulliRBM:
+        raise ValueError(f"compile=True needs a BernoulliRBM; got {type(model).__name__}")
+    return CompiledGibbs(model)
 
 
 def _set_precision(model: nn.Module, precision: str) -> None:
@@ -239,6 +262,7 @@ class CDTrainer:
             persistent=config.persistent,
             n_chains=config.n_chains,
             tempering=build_tempering(model, config),
+            compiled_gibbs=_compiled_gibbs(model, config),
         )
         self.centering = Centering(model, rate=config.offset_rate) if config.centering else None
         # Centering folds the weight decay into the centered update itself.
