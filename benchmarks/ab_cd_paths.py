@@ -1,0 +1,49 @@
+"""A/B: CDTrainer's update paths for a Bernoulli RBM against scikit-learn, in one run.
+
+Fashion-MNIST (10,000 images binarised at 0.5), 784-500, batch 100, one epoch, best of 3,
+scikit-learn's algorithm (uncentered, no momentum). The paths alternate twice so that
+drifting load on a shared machine hits each: autograd (the path of other models), fused
+(``training/fused_cd.py``, the default), fused with compiled sweeps (``--compile``; its
+compilation happens in the first, untimed call of ``best_of``).
+
+    cd benchmarks && python ab_cd_paths.py
+"""
+
+from __future__ import annotations
+
+import torch
+from _common import best_of, machine_summary
+from workloads import fashion_binary, sklearn_rbm_epoch
+
+from ebmlab.models import BernoulliRBM
+from ebmlab.training.trainer import CDConfig, CDTrainer
+
+N_SAMPLES = 10_000
+PATHS = ("autograd", "fused", "fused + compiled sweeps")
+
+
+def epoch(data: torch.Tensor, *, persistent: bool, path: str) -> None:
+    generator = torch.Generator().manual_seed(0)
+    model = BernoulliRBM(784, 500, generator=generator)
+    config = CDConfig(epochs=1, batch_size=100, lr=0.01, persistent=persistent,
+                      centering=False, compile=path.endswith("compiled sweeps"))  # fmt: skip
+    trainer = CDTrainer(model, config, generator=generator)
+    trainer._fused = path != "autograd"  # the switch the trainer sets for a plain RBM
+    trainer.train_epoch(data)
+
+
+def main() -> None:
+    data = fashion_binary(N_SAMPLES)
+    print(f"machine: {machine_summary()}")
+    for persistent in (False, True):
+        name = "PCD-1" if persistent else "CD-1"
+        for path in PATHS + PATHS:
+            sklearn = N_SAMPLES / best_of(sklearn_rbm_epoch(data.numpy()), 3)
+            run = lambda p=persistent, q=path: epoch(data, persistent=p, path=q)  # noqa: E731
+            ours = N_SAMPLES / best_of(run, 3)
+            print(f"{name:6s} {path:24s} {ours:8.0f} samples/s  {ours / sklearn:5.2f}x "
+                  f"scikit-learn ({sklearn:.0f})", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
