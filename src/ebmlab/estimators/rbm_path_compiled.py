@@ -17,7 +17,6 @@ same maths as ``RBMAnnealingPath`` (see that module), in float32.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +24,7 @@ from torch.nn import functional as F
 
 from ebmlab.estimators.rbm_path import RBMAnnealingPath
 from ebmlab.models.rbm import BernoulliRBM
+from ebmlab.samplers.compiled import CompiledFunction
 from ebmlab.samplers.counter_random import CounterStream, counter_uniform
 
 
@@ -89,8 +89,7 @@ class CompiledRBMAnnealingPath(RBMAnnealingPath):
                 f"the compiled AIS path needs float32 parameters; got {model.weight.dtype}"
             )
         super().__init__(model, base_data=base_data)
-        self._step = torch.compile(temperature_step, dynamic=False) if compile else temperature_step
-        self._compiled = compile
+        self._step = CompiledFunction(temperature_step, "AIS runs its step", compile=compile)
 
     def sample_base(self, n_chains: int, *, generator: torch.Generator | None = None):
         return CounterChains(visible=super().sample_base(n_chains, generator=generator).visible)
@@ -109,7 +108,7 @@ class CompiledRBMAnnealingPath(RBMAnnealingPath):
         stream = state.stream
         counter = torch.tensor(stream.counter, dtype=torch.int64, device=self.device)
         betas = torch.tensor([beta_prev, beta], dtype=torch.float64, device=self.device)
-        visible, increment = self._run(
+        visible, increment = self._step(
             state.visible, betas[0], betas[1], stream.key, counter,
             self._weight_ext, self._hidden_bias_ext, self._weight_t,
             self.base_bias, self._bias_gap,
@@ -119,18 +118,3 @@ class CompiledRBMAnnealingPath(RBMAnnealingPath):
         if transition:
             state.visible = visible
         return state
-
-    def _run(self, *arguments):
-        try:
-            return self._step(*arguments)
-        except Exception as error:  # no C compiler, an unsupported backend: same maths eagerly
-            if not self._compiled:
-                raise
-            warnings.warn(
-                f"torch.compile failed ({type(error).__name__}: {error}); AIS runs its step "
-                "eagerly (the same draws, slower)",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            self._step, self._compiled = temperature_step, False
-            return self._step(*arguments)

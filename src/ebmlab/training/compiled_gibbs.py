@@ -17,11 +17,11 @@ uniform may flip; the chains' distribution is the same.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
 
+from ebmlab.samplers.compiled import CompiledFunction
 from ebmlab.samplers.counter_random import CounterStream, counter_uniform
 
 
@@ -63,8 +63,7 @@ class CompiledGibbs:
     def __init__(self, model: Any, *, compile: bool = True) -> None:
         self.model = model
         self.stream: CounterStream | None = None
-        self._sweep = torch.compile(gibbs_sweep, dynamic=False) if compile else gibbs_sweep
-        self._compiled = compile
+        self._sweep = CompiledFunction(gibbs_sweep, "the Gibbs sweeps run", compile=compile)
 
     @torch.no_grad()
     def run(
@@ -82,24 +81,9 @@ class CompiledGibbs:
             )
             arguments = (hidden_mean, model.weight.detach(), model.hidden_bias.detach(),
                          model.visible_bias.detach(), self.stream.key, counter)  # fmt: skip
-            visible, hidden_mean = self._call(arguments)
+            visible, hidden_mean = self._sweep(*arguments)
             self.stream.counter += per_sweep
         return visible, hidden_mean
-
-    def _call(self, arguments):
-        try:
-            return self._sweep(*arguments)
-        except Exception as error:  # no C compiler, an unsupported backend: same maths eagerly
-            if not self._compiled:
-                raise
-            warnings.warn(
-                f"torch.compile failed ({type(error).__name__}: {error}); the Gibbs sweeps "
-                "run eagerly (the same draws, slower)",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            self._sweep, self._compiled = gibbs_sweep, False
-            return self._sweep(*arguments)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {} if self.stream is None else self.stream.state_dict()
