@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -91,12 +93,13 @@ def test_training_with_counter_sweeps_learns_the_data(persistent):
 
 def test_a_resumed_run_continues_the_same_stream_bit_for_bit():
     data = digits_like(200)
-    config = CDConfig(epochs=3, batch_size=20, lr=0.1, persistent=True, compile=True)
+    # Four scheduled epochs: the third, the one compared, still has a learning rate (0.1/3).
+    config = CDConfig(epochs=4, batch_size=20, lr=0.1, persistent=True, compile=True)
     whole_model = BernoulliRBM(10, 8, generator=torch.Generator().manual_seed(0))
     whole = eager_trainer(config, whole_model)
     for _ in range(2):
         whole.train_epoch(data)
-    saved = {key: value for key, value in whole.state_dict().items()}
+    saved = copy.deepcopy(whole.state_dict())  # as a checkpoint file would freeze it
     saved_parameters = {k: v.clone() for k, v in whole_model.state_dict().items()}
     whole.train_epoch(data)
 
@@ -107,6 +110,22 @@ def test_a_resumed_run_continues_the_same_stream_bit_for_bit():
     resumed.train_epoch(data)
     for name, parameter in whole_model.state_dict().items():
         assert torch.equal(resumed_model.state_dict()[name], parameter), name
+        assert not torch.equal(saved_parameters[name], parameter), name  # the epoch did learn
+
+
+def test_a_checkpoint_taken_before_the_first_sweep_resumes_too():
+    data = digits_like(100)
+    config = CDConfig(epochs=2, batch_size=20, lr=0.1, persistent=True, compile=True)
+    models = [BernoulliRBM(10, 8, generator=torch.Generator().manual_seed(0)) for _ in range(2)]
+    fresh = eager_trainer(config, models[0])
+    state = copy.deepcopy(fresh.state_dict())
+    assert "stream" not in state["objective"]  # no key drawn yet
+    early = eager_trainer(config, models[1], seed=5)
+    early.load_state_dict(state)
+    fresh.train_epoch(data)
+    early.train_epoch(data)
+    for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        assert torch.equal(a, b)
 
 
 def test_compile_is_refused_where_it_does_not_apply():

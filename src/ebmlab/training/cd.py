@@ -186,9 +186,8 @@ class ContrastiveDivergence:
         if self.tempering_state is not None:
             return {"tempering": self.tempering.state_dict(self.tempering_state)}
         state = {} if self.chains is None else {"chains": self.chains}
-        if self.compiled_gibbs is not None and self.compiled_gibbs.stream is not None:
-            state["stream"] = self.compiled_gibbs.state_dict()
-        return state
+        stream = {} if self.compiled_gibbs is None else self.compiled_gibbs.state_dict()
+        return state | ({"stream": stream} if stream else {})
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if self.compiled_gibbs is not None:
