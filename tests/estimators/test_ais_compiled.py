@@ -85,3 +85,43 @@ def test_compiled_step_draws_what_the_eager_step_draws():
     width = eager[2] - eager[0]
     assert abs(compiled.log_z - eager[1]) < 0.05 * width
     assert compiled.log_z_lower <= exact_log_partition(model) <= compiled.log_z_upper
+
+
+def test_each_temperature_takes_the_next_block_of_the_stream_hidden_then_visible():
+    """The documented layout: per temperature C*H hidden uniforms, then C*V visible ones."""
+    from ebmlab.estimators.rbm_path_compiled import CounterChains
+    from ebmlab.samplers.counter_random import CounterStream, counter_uniform
+
+    model = make_rbm(0)
+    path = CompiledRBMAnnealingPath(model, compile=False)
+    generator = torch.Generator().manual_seed(1)
+    state = path.sample_base(7, generator=generator)
+    n, h, v = 7, model.n_hidden, model.n_visible
+    start, weights = state.visible.clone(), torch.zeros(7, dtype=torch.float64)
+    path.advance(state, 0.2, 0.3, weights, generator=generator)
+    assert state.stream.counter == n * (h + v)
+
+    def sweep(visible, beta, counter):  # the reference, written from the module's notes
+        with torch.no_grad():
+            uniforms = counter_uniform(state.stream.key, torch.tensor(counter), n * (h + v))
+            preactivation = model.hidden_preactivation(visible)
+            hidden = (uniforms[: n * h].view(n, h) < torch.sigmoid(beta * preactivation)).float()
+            base = path.base_bias
+            inputs = base + beta * (model.visible_bias - base) + beta * (hidden @ model.weight.t())
+            return (uniforms[n * h :].view(n, v) < torch.sigmoid(inputs)).float()
+
+    first = sweep(start, 0.3, 0)
+    assert torch.equal(state.visible, first)
+    exact = path.log_unnormalized(CounterChains(start), 0.3) - path.log_unnormalized(
+        CounterChains(start), 0.2
+    )
+    torch.testing.assert_close(weights, exact, rtol=1e-5, atol=1e-4)
+    path.advance(state, 0.3, 0.4, weights, generator=generator)  # the next block, no reuse
+    assert state.stream.counter == 2 * n * (h + v)
+    assert torch.equal(state.visible, sweep(first, 0.4, n * (h + v)))
+    # transition: the same sweep without weights, from a data state (reverse AIS's start)
+    moved = path.state_from_data(start.double())
+    moved.stream = CounterStream(key=state.stream.key.clone())
+    path.transition(moved, 0.3)
+    assert moved.visible.dtype == torch.float32 and torch.equal(moved.visible, first)
+    assert not torch.equal(first, start)  # the sweep moved the chains

@@ -96,3 +96,12 @@ def test_streams_are_reproducible_resumable_and_split_consistently():
 def test_a_bad_key_is_refused_by_name():
     with pytest.raises(ValueError, match="key must be an int64 tensor of shape"):
         CounterStream.from_state_dict({"key": torch.zeros(3, dtype=torch.int64), "counter": 0})
+
+
+def test_keys_are_two_full_32_bit_words():
+    keys = torch.stack(
+        [CounterStream.from_generator(torch.Generator().manual_seed(s)).key for s in range(500)]
+    )
+    assert keys.dtype == torch.int64 and keys.shape == (500, 2)
+    assert int(keys.min()) >= 0 and int(keys.max()) < 2**32
+    assert int(keys.max()) >= 2**31  # the high half of the range is used too

@@ -152,3 +152,25 @@ def test_compiled_sweeps_draw_what_eager_sweeps_draw():
     # Fused arithmetic may round a probability differently and flip a rare comparison.
     assert (v_compiled == v_eager).float().mean() > 0.999
     assert compiled.stream.counter == eager.stream.counter
+
+
+def test_each_sweep_takes_the_next_block_of_the_stream_hidden_then_visible():
+    """The documented layout: per sweep C*H hidden uniforms, then C*V visible ones, no reuse."""
+    from ebmlab.samplers.counter_random import counter_uniform
+
+    model = tiny_rbm()
+    sweeps = CompiledGibbs(model, compile=False)
+    n, h, v = 5, model.n_hidden, model.n_visible
+    with torch.no_grad():
+        start = model.mean_h(torch.bernoulli(torch.full((n, v), 0.5),
+                                             generator=torch.Generator().manual_seed(3)))  # fmt: skip
+        visible, hidden_mean = sweeps.run(start, 2, generator=torch.Generator().manual_seed(4))
+        assert sweeps.stream.counter == 2 * n * (h + v)
+        expected, mean = None, start
+        for sweep in range(2):  # the reference, written from the module's notes
+            u = counter_uniform(sweeps.stream.key, torch.tensor(sweep * n * (h + v)), n * (h + v))
+            hidden = (u[: n * h].view(n, h) < mean).float()
+            expected = (u[n * h :].view(n, v) < model.mean_v(hidden)).float()
+            mean = model.mean_h(expected)
+    assert torch.equal(visible, expected)
+    torch.testing.assert_close(hidden_mean, mean)
