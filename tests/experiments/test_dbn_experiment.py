@@ -33,15 +33,35 @@ def records(path) -> list[dict]:
     return [{k: v for k, v in json.loads(x).items() if k != "epoch_seconds"} for x in lines]
 
 
+def trained_after(recipe, stop: int) -> dict[str, torch.Tensor]:
+    """What the epochs after ``stop`` train: the RBM in training (two epochs each), or the
+    fine-tuned network."""
+    if stop < 4:
+        prefix = f"rbms.{stop // 2}."
+        state = {k: v for k, v in recipe.dbn.state_dict().items() if k.startswith(prefix)}
+    else:
+        state = recipe.finetuner.model.state_dict()
+    return {k: v.clone() for k, v in state.items()}
+
+
 @pytest.mark.slow
 def test_stopped_run_resumes_to_bitwise_equal_parameters(tmp_path):
-    reference = driver.train(small_config(), tmp_path / "reference", progress=False).path
+    # final_lr_fraction > 0: at the default 0 an RBM's last epoch runs at rate 0, so a stop
+    # in the middle of a two-epoch RBM would resume into a stretch that cannot change it.
+    config = small_config(
+        training=[
+            CDConfig(epochs=2, persistent=True, final_lr_fraction=0.5),
+            CDConfig(epochs=2, final_lr_fraction=0.5),
+        ]
+    )
+    reference = driver.train(config, tmp_path / "reference", progress=False).path
     expected = open_run(reference)
-    # 3: in the middle of the second RBM; 5: in the middle of fine-tuning.
-    for stop in (3, 5):
+    # 1: in the middle of the first (persistent) RBM; 3: of the second; 5: of fine-tuning.
+    for stop in (1, 3, 5):
         out = tmp_path / f"stopped-{stop}"
-        driver.train(small_config(), out, progress=False, stop_after=stop)
+        driver.train(config, out, progress=False, stop_after=stop)
         assert len(records(out)) == stop
+        before = trained_after(open_run(out), stop)
         driver.resume(out, progress=False)
         resumed = open_run(out)
         for key, value in expected.dbn.state_dict().items():
@@ -49,6 +69,9 @@ def test_stopped_run_resumes_to_bitwise_equal_parameters(tmp_path):
         for key, value in expected.classifier().state_dict().items():
             assert torch.equal(resumed.classifier().state_dict()[key], value), (stop, key)
         assert records(out) == records(reference)
+        after = trained_after(resumed, stop)
+        for key, value in before.items():  # the resumed stretch learned: it could fail
+            assert not torch.equal(after[key], value), (stop, key)
 
 
 @pytest.mark.slow

@@ -108,9 +108,13 @@ def test_greedy_second_layer_raises_the_bound_on_tiny_data():
 
 def test_greedy_trainer_resumes_bitwise_after_any_epoch():
     data = bars_data()
+    # final_lr_fraction > 0: at the default 0 each layer's last epoch runs at rate 0, and a
+    # resume after epoch 1 or 3 would compare a stretch that cannot change its layer. The
+    # persistent layer's lr 1: at 0.1 its weights stay so small after one epoch that the
+    # samples hardly depend on the chains, and a resume that lost them still passed.
     configs = [
-        CDConfig(epochs=2, batch_size=20, persistent=True),
-        CDConfig(epochs=2, batch_size=20),
+        CDConfig(epochs=2, batch_size=20, lr=1.0, persistent=True, final_lr_fraction=0.5),
+        CDConfig(epochs=2, batch_size=20, final_lr_fraction=0.5),
     ]
 
     def fresh():
@@ -134,6 +138,11 @@ def test_greedy_trainer_resumes_bitwise_after_any_epoch():
             trainer.train_epoch(data)
         for key, value in reference.state_dict().items():
             assert torch.equal(resumed.state_dict()[key], value), (stop, key)
+        # The epoch right after the stop learned: the layer it trains moved.
+        layer = stop // 2  # two epochs per layer
+        for key, value in state[0].items():
+            if key.startswith(f"rbms.{layer}."):
+                assert not torch.equal(resumed.state_dict()[key], value), (stop, key)
 
 
 # ----- fine-tuning ---------------------------------------------------------------------------
