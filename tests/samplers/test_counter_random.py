@@ -12,7 +12,14 @@ import pytest
 import torch
 from scipy import stats
 
-from ebmlab.samplers.counter_random import CounterStream, counter_uniform, mix32
+from ebmlab.samplers.counter_random import (
+    CounterStream,
+    counter_bits,
+    counter_integers,
+    counter_normal,
+    counter_uniform,
+    mix32,
+)
 
 N = 1 << 18
 KEY = torch.tensor([0x1234ABCD, 0x0BADF00D], dtype=torch.int64)
@@ -105,3 +112,43 @@ def test_keys_are_two_full_32_bit_words():
     assert keys.dtype == torch.int64 and keys.shape == (500, 2)
     assert int(keys.min()) >= 0 and int(keys.max()) < 2**32
     assert int(keys.max()) >= 2**31  # the high half of the range is used too
+
+
+def normal_failures(z: torch.Tensor) -> list[str]:
+    """Names of the checks ``z`` (meant to be standard normals) fails at the 0.1 % level."""
+    z, failures = z.double(), []
+    if stats.kstest(z.numpy(), "norm").pvalue < 1e-3:
+        failures.append("normal marginal")
+    a, b = z[:-1], z[1:]
+    if abs(float((a * b).mean())) > 3.3 / len(z) ** 0.5:
+        failures.append("serial correlation")
+    return failures
+
+
+def test_normals_are_standard_normal_and_independent():
+    z = counter_normal(KEY, torch.tensor(5), N, torch.float64)
+    assert z.dtype == torch.float64 and z.shape == (N,)
+    assert normal_failures(z) == []
+    assert float(z.abs().max()) <= (48 * torch.log(torch.tensor(2.0))).sqrt() + 1e-6
+    # Box-Muller pairs uniform i with uniform n + i: the normals are those of the uniforms.
+    u = counter_uniform(KEY, torch.tensor(5), 2 * N).double()
+    expected = (-2 * torch.log1p(-u[:N])).sqrt() * torch.cos(2 * torch.pi * u[N:])
+    torch.testing.assert_close(z, expected)
+
+
+def test_a_broken_box_muller_fails_the_normal_checks():
+    u = counter_uniform(KEY, torch.tensor(0), 2 * N).double()
+    no_factor_two = torch.sqrt(-torch.log1p(-u[:N])) * torch.cos(2 * torch.pi * u[N:])
+    assert "normal marginal" in normal_failures(no_factor_two)
+    same_angle = torch.sqrt(-2 * torch.log1p(-u[:N])) * torch.cos(2 * torch.pi * u[:N])
+    assert "normal marginal" in normal_failures(same_angle)
+
+
+def test_integers_are_uniform_on_their_range_and_follow_the_words():
+    high = 100
+    values = counter_integers(KEY, torch.tensor(0), N, high)
+    assert values.dtype == torch.int64 and int(values.min()) >= 0 and int(values.max()) < high
+    assert stats.chisquare(torch.bincount(values, minlength=high).numpy()).pvalue > 1e-3
+    assert torch.equal(values, counter_bits(KEY, torch.tensor(0), N) % high)
+    assert torch.equal((counter_bits(KEY, torch.tensor(0), N) >> 8).float() * 2.0**-24,
+                       counter_uniform(KEY, torch.tensor(0), N))  # fmt: skip
