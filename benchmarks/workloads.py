@@ -123,8 +123,10 @@ def rbm(n_samples: int, repeats: int) -> list[dict]:
     variants = [(name, persistent, precision, False, False)
                 for precision in ("float32", "bfloat16")
                 for name, persistent in (("CD-1", False), ("PCD-1", True))]  # fmt: skip
-    variants += [("CD-1", False, "float32", False, True), ("PCD-1", True, "float32", False, True),
-                 ("PCD-1", True, "float32", True, False)]  # fmt: skip
+    variants += [(name, persistent, precision, False, True)
+                 for precision in ("float32", "bfloat16")
+                 for name, persistent in (("CD-1", False), ("PCD-1", True))]  # fmt: skip
+    variants += [("PCD-1", True, "float32", True, False)]
     for name, persistent, precision, centering, compile in variants:
         epoch = ebmlab_rbm_epoch(data, persistent=persistent, precision=precision,
                                  centering=centering, compile=compile)  # fmt: skip

@@ -36,17 +36,27 @@ def gibbs_sweep(
     """One sweep from p(h | v): returns (the new binary v, its hidden means p(h = 1 | v)).
 
     Uses the uniforms ``counter, ...`` of the stream ``key``: first the hidden draws (row
-    by row), then the visible ones.
+    by row), then the visible ones. A bfloat16 ``weight`` (the model's rounded copy, see
+    :mod:`ebmlab.models.matmul_precision`) makes both products take bfloat16 operands; the
+    biases, means and samples stay in the biases' dtype.
     """
     n_chains, n_hidden = hidden_mean.shape
     n_visible = weight.shape[0]
     uniform_h = counter_uniform(key, counter, n_chains * n_hidden).view(n_chains, n_hidden)
-    hidden = (uniform_h < hidden_mean).to(weight.dtype)
-    visible_mean = torch.sigmoid(torch.addmm(visible_bias, hidden, weight.t()))
+    hidden = (uniform_h < hidden_mean).to(visible_bias.dtype)
+    visible_mean = torch.sigmoid(_affine(visible_bias, hidden, weight.t()))
     offset = counter + n_chains * n_hidden
     uniform_v = counter_uniform(key, offset, n_chains * n_visible).view(n_chains, n_visible)
-    visible = (uniform_v < visible_mean).to(weight.dtype)
-    return visible, torch.sigmoid(torch.addmm(hidden_bias, visible, weight))
+    visible = (uniform_v < visible_mean).to(visible_bias.dtype)
+    return visible, torch.sigmoid(_affine(hidden_bias, visible, weight))
+
+
+def _affine(bias: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``bias + x @ weight``; with a bfloat16 ``weight`` the operands are bfloat16 (binary
+    ``x`` exactly so) and the product is added to ``bias`` in its dtype."""
+    if weight.dtype == bias.dtype:
+        return torch.addmm(bias, x, weight)
+    return torch.mm(x.to(weight.dtype), weight).to(bias.dtype) + bias
 
 
 class CompiledGibbs:
@@ -79,7 +89,10 @@ class CompiledGibbs:
             counter = torch.tensor(
                 self.stream.counter, dtype=torch.int64, device=hidden_mean.device
             )
-            arguments = (hidden_mean, model.weight.detach(), model.hidden_bias.detach(),
+            weight = (
+                model.weight_bfloat16() if model.reduced_precision(hidden_mean) else model.weight
+            )
+            arguments = (hidden_mean, weight.detach(), model.hidden_bias.detach(),
                          model.visible_bias.detach(), self.stream.key, counter)  # fmt: skip
             visible, hidden_mean = self._sweep(*arguments)
             self.stream.counter += per_sweep
