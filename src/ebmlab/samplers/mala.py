@@ -12,6 +12,16 @@ from ebmlab._validation import check_positive_float
 from ebmlab.samplers.langevin import EnergyFn, energy_and_grad
 
 
+def log_proposal(
+    to: torch.Tensor, start: torch.Tensor, grad: torch.Tensor, step_size: float
+) -> torch.Tensor:
+    r""":math:`\log q(\text{to} \mid \text{start})` of the Langevin proposal, per row, up to the
+    constant (which cancels in MALA's ratio): :math:`-\lVert \text{to} - \text{start} +
+    \tau \nabla E(\text{start}) \rVert^2 / (4\tau)`."""
+    diff = to - start + step_size * grad
+    return -diff.flatten(1).pow(2).sum(dim=1) / (4.0 * step_size)
+
+
 @dataclass
 class MALAState:
     """Chains ``x`` with their energies and energy gradients, cached so that
@@ -69,13 +79,6 @@ class MALA:
         values, grad = energy_and_grad(self.energy, x0)
         return MALAState(x=x0.detach().clone(), energy=values, grad=grad)
 
-    def _log_proposal(
-        self, to: torch.Tensor, start: torch.Tensor, grad: torch.Tensor
-    ) -> torch.Tensor:
-        # log q(to | start) up to the constant, which cancels in the ratio.
-        diff = to - start + self.step_size * grad
-        return -diff.flatten(1).pow(2).sum(dim=1) / (4.0 * self.step_size)
-
     def step(
         self, state: MALAState, *, generator: torch.Generator | None = None
     ) -> tuple[MALAState, dict[str, Any]]:
@@ -87,8 +90,8 @@ class MALA:
         log_ratio = (
             state.energy
             - proposal_energy
-            + self._log_proposal(x, proposal, proposal_grad)
-            - self._log_proposal(proposal, x, state.grad)
+            + log_proposal(x, proposal, proposal_grad, tau)
+            - log_proposal(proposal, x, state.grad, tau)
         )
         uniform = torch.rand(log_ratio.shape, generator=generator, dtype=x.dtype, device=x.device)
         # A NaN log-ratio (energy overflow at the proposal) compares False: rejected.
