@@ -1,5 +1,6 @@
 """The likelihood check behind the fast modes: the same RBM trained eagerly, with compiled
-sweeps and in bfloat16, scored by the same AIS on held-out Fashion-MNIST.
+sweeps, in bfloat16 and with PCD's hidden means reused from the previous update (scikit-learn's
+PCD), scored by the same AIS on held-out Fashion-MNIST.
 
 A fast mode passes when its test log-likelihoods over seeds agree with the float32 eager
 runs' within their seed-to-seed spread (the AIS intervals are far narrower), i.e. it
@@ -29,6 +30,7 @@ MODES = {  # name: CDConfig overrides
     "float32 eager": {},
     "float32 compiled sweeps": {"compile": True},
     "bfloat16": {"precision": "bfloat16"},
+    "float32 reused hidden means": {"reuse_hidden_means": True},
 }
 
 

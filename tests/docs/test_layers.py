@@ -15,7 +15,7 @@ import pytest
 SOURCE = Path(__file__).resolve().parents[2] / "src" / "ebmlab"
 # Bottom to top; a package may import from its own layer and any layer before it.
 LAYERS = [
-    {"_validation", "_fields", "_files", "__init__"},
+    {"_validation", "_fields", "_files", "_grad", "__init__"},
     {"viz"},
     {"data"},
     {"models"},

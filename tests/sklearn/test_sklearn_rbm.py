@@ -19,6 +19,7 @@ from sklearn.preprocessing import MinMaxScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from ebmlab.models import BernoulliRBM as TorchRBM
+from ebmlab.models.rbm import sample_bernoulli
 from ebmlab.sklearn import BernoulliRBM, OutOfRangeWarning, expected_failed_checks
 from ebmlab.training import CDConfig, CDTrainer
 
@@ -170,6 +171,7 @@ def test_partial_fit_continues_the_persistent_chains():
             batch_size=10,
             lr=1.0,
             persistent=True,
+            reuse_hidden_means=True,
             n_chains=10,
             momentum=0,
             final_momentum=0,
@@ -178,13 +180,15 @@ def test_partial_fit_continues_the_persistent_chains():
         )
         trainer = CDTrainer(model, config, generator=generator)
         trainer.update(torch.from_numpy(X1))
-        model.sample_h(trainer.objective.chains, generator=generator)  # partial_fit's h_samples_
+        # partial_fit's h_samples_, drawn from the chains' stored hidden means
+        sample_bernoulli(trainer.objective.chain_hidden_means, generator=generator)
         with torch.no_grad():
             model.weight.copy_(torch.from_numpy(copy_weight))
             model.hidden_bias.copy_(torch.from_numpy(copy_bias))
             model.visible_bias.copy_(torch.from_numpy(copy_bias))
         if not continue_chains:
             trainer.objective.chains = None  # fresh chains, started at X2
+            trainer.objective.chain_hidden_means = None
         trainer.update(torch.from_numpy(X2))
         return model.weight.detach().numpy().T
 

@@ -7,7 +7,9 @@ import torch
 
 from ebmlab.models import BernoulliRBM
 from ebmlab.samplers import BlockGibbs, GibbsState, run_chain
+from ebmlab.samplers.counter_random import CounterStream
 from ebmlab.training.cd import ContrastiveDivergence, cd_loss, sparsity_penalty
+from ebmlab.training.compiled_gibbs import CompiledGibbs
 from ebmlab.training.trainer import CDConfig, CDTrainer, NonFiniteError
 from tests.helpers.enumeration import all_binary
 
@@ -78,6 +80,63 @@ def test_persistent_chains_continue_across_updates(tiny_rbm):
     assert torch.equal(objective.state_dict()["chains"], second)
 
 
+def shift_parameters(model, amount=0.3):
+    with torch.no_grad():
+        model.weight.add_(amount)
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["gibbs", "compiled-sweeps"])
+def test_reused_hidden_means_start_the_next_sweep(tiny_rbm, compiled):
+    objective = ContrastiveDivergence(tiny_rbm, k=1, persistent=True, reuse_hidden_means=True)
+    if compiled:
+        objective.compiled_gibbs = CompiledGibbs(tiny_rbm, compile=False)
+    data = torch.ones(5, 6, dtype=torch.float64)
+    generator = torch.Generator().manual_seed(0)
+    first, first_means = objective.negatives(data, tiny_rbm.mean_h(data), generator=generator)
+    torch.testing.assert_close(first_means, tiny_rbm.mean_h(first))
+    assert torch.equal(objective.state_dict()["chain_hidden_means"], first_means)
+    shift_parameters(tiny_rbm)  # the parameter update between the two calls
+    replay = generator.get_state()
+    second, _ = objective.negatives(data, tiny_rbm.mean_h(data), generator=generator)
+
+    def sweep_from(hidden_mean):
+        if compiled:  # the second call's block of the counter stream: one sweep = 5 x 10 draws
+            sweep = CompiledGibbs(tiny_rbm, compile=False)
+            key = objective.compiled_gibbs.stream.key
+            sweep.stream = CounterStream(key=key, counter=5 * 10)
+            return sweep.run(hidden_mean, 1)[0]
+        start = GibbsState(first, hidden_mean=hidden_mean)
+        return run_chain(BlockGibbs(tiny_rbm), start, 1,
+                         generator=torch.Generator().set_state(replay))[0].visible  # fmt: skip
+
+    # The sweep starts from the means under the old parameters, not from mean_h(first) now.
+    assert torch.equal(second, sweep_from(first_means))
+    assert not torch.equal(second, sweep_from(tiny_rbm.mean_h(first)))
+
+
+def test_reused_hidden_means_resume_from_the_state_dict(tiny_rbm):
+    def objective():
+        return ContrastiveDivergence(tiny_rbm, k=2, persistent=True, reuse_hidden_means=True)
+
+    data = torch.ones(5, 6, dtype=torch.float64)
+    running, generator = objective(), torch.Generator().manual_seed(3)
+    running.negatives(data, tiny_rbm.mean_h(data), generator=generator)
+    resumed = objective()
+    resumed.load_state_dict(running.state_dict())
+    shift_parameters(tiny_rbm)
+    replay = torch.Generator()
+    replay.set_state(generator.get_state())
+    expected, _ = running.negatives(data, None, generator=generator)
+    assert torch.equal(resumed.negatives(data, None, generator=replay)[0], expected)
+
+
+def test_reused_hidden_means_need_plain_persistent_chains(tiny_rbm):
+    with pytest.raises(ValueError, match="reuse_hidden_means needs persistent"):
+        ContrastiveDivergence(tiny_rbm, reuse_hidden_means=True)
+    with pytest.raises(ValueError, match="reuse_hidden_means needs persistent"):
+        CDConfig(persistent=True, tempering=4, reuse_hidden_means=True)
+
+
 def test_sparsity_penalty_gradient_pushes_activation_towards_target(tiny_rbm):
     v = torch.bernoulli(
         torch.full((64, 6), 0.5, dtype=torch.float64), generator=torch.Generator().manual_seed(1)
@@ -96,8 +155,12 @@ def exact_log_likelihood(model: BernoulliRBM, data: torch.Tensor) -> float:
     return float((-model.free_energy(data) - log_z).mean())
 
 
-@pytest.mark.parametrize("persistent", [False, True])
-def test_training_raises_the_exact_likelihood(persistent):
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"persistent": True}, {"persistent": True, "reuse_hidden_means": True}],
+    ids=["cd", "pcd", "pcd-reused-means"],
+)
+def test_training_raises_the_exact_likelihood(options):
     # Data: two prototypes with 5% bit noise; the RBM must learn them.
     generator = torch.Generator().manual_seed(0)
     prototypes = torch.tensor(
@@ -107,7 +170,7 @@ def test_training_raises_the_exact_likelihood(persistent):
     data = (data + torch.bernoulli(torch.full_like(data, 0.05), generator=generator)) % 2
     model = BernoulliRBM(8, 4, generator=generator, dtype=torch.float64).init_visible_bias(data)
     before = exact_log_likelihood(model, data)
-    config = CDConfig(epochs=30, batch_size=20, lr=0.1, cd_k=1, persistent=persistent)
+    config = CDConfig(epochs=30, batch_size=20, lr=0.1, cd_k=1, **options)
     trainer = CDTrainer(model, config, generator=generator)
     for _ in range(config.epochs):
         trainer.train_epoch(data)

@@ -10,7 +10,7 @@ from ebmlab.training.cd import cd_loss
 from ebmlab.training.centering import Centering
 from ebmlab.training.fused_cd import fused_cd_update, sgd_apply
 from ebmlab.training.optim import build_sgd
-from ebmlab.training.trainer import CDConfig, CDTrainer
+from ebmlab.training.trainer import CDConfig, CDTrainer, NonFiniteError
 
 
 def tiny_rbm(seed: int = 0) -> BernoulliRBM:
@@ -136,6 +136,57 @@ def test_a_trained_epoch_matches_the_autograd_path(persistent):
     assert fused_losses == pytest.approx(autograd_losses, rel=1e-9, abs=1e-12)
     for a, b in zip(fused.parameters(), autograd.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("options", [{}, {"reuse_hidden_means": True}], ids=["pcd", "reused"])
+def test_untracked_loss_takes_the_plain_step_and_matches_the_autograd_path(options):
+    # No momentum, no centering, weight decay on, a decaying learning rate: plain_sgd_step.
+    data = torch.bernoulli(torch.full((60, 12), 0.3, dtype=torch.float64),
+                           generator=torch.Generator().manual_seed(5))  # fmt: skip
+    config = CDConfig(epochs=3, batch_size=10, lr=0.1, persistent=True, weight_decay=1e-2,
+                      centering=False, **options)  # fmt: skip
+    trained, records = [], []
+    for fused in (True, False):
+        model = tiny_rbm()
+        trainer = CDTrainer(model, config, generator=torch.Generator().manual_seed(6),
+                            track_loss=not fused)  # fmt: skip
+        trainer._fused = fused
+        records.append([trainer.train_epoch(data) for _ in range(3)])
+        trained.append(model)
+    assert all("loss" not in record for record in records[0])
+    assert all("loss" in record for record in records[1])
+    for a, b in zip(*(model.parameters() for model in trained), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_plain_step_is_the_sgd_step_written_out():
+    model, generator = tiny_rbm(), torch.Generator().manual_seed(7)
+    optimizer = build_sgd(model, lr=0.3, momentum=0.0, weight_decay=0.0)
+    v_data, v_model = _batches(generator)
+    h_data, h_model = model.mean_h(v_data).detach(), model.mean_h(v_model).detach()
+    weight, visible_bias, hidden_bias = (p.detach().clone() for p in model.parameters())
+    assert fused_cd_update(model, optimizer, v_data, h_data, v_model, h_model,
+                           weight_decay=0.05, compute_loss=False) is None  # fmt: skip
+    expected_weight = (1 - 0.3 * 0.05) * weight + 0.3 * (
+        v_data.T @ h_data / 9 - v_model.T @ h_model / 5
+    )
+    torch.testing.assert_close(model.weight, expected_weight)
+    torch.testing.assert_close(
+        model.hidden_bias, hidden_bias + 0.3 * (h_data.mean(0) - h_model.mean(0))
+    )
+    torch.testing.assert_close(
+        model.visible_bias, visible_bias + 0.3 * (v_data.mean(0) - v_model.mean(0))
+    )
+
+
+def test_untracked_loss_still_stops_on_non_finite_parameters():
+    model = tiny_rbm()
+    trainer = CDTrainer(model, CDConfig(epochs=1, batch_size=4, centering=False),
+                        generator=torch.Generator().manual_seed(0), track_loss=False)  # fmt: skip
+    with torch.no_grad():
+        model.weight[0, 0] = float("inf")
+    with pytest.raises(NonFiniteError, match="parameter weight became non-finite"):
+        trainer.train_epoch(torch.ones(8, 12, dtype=torch.float64))
 
 
 def test_models_with_other_energies_keep_the_autograd_path():

@@ -32,9 +32,12 @@ def sample_bernoulli(
     comparison is written into the uniforms' own storage (``lt_`` stores 1.0 or
     0.0), which saves a boolean tensor and its conversion.
     """
-    uniform = torch.empty(
-        probabilities.shape, dtype=probabilities.dtype, device=probabilities.device
-    ).uniform_(generator=generator)
+    uniform = torch.rand(
+        probabilities.shape,
+        generator=generator,
+        dtype=probabilities.dtype,
+        device=probabilities.device,
+    )
     return uniform.lt_(probabilities)
 
 
@@ -211,11 +214,11 @@ class BernoulliRBM(nn.Module):
 
     def mean_h(self, v: torch.Tensor) -> torch.Tensor:
         """:math:`p(h = 1 \\mid v)`, shape (batch, n_hidden)."""
-        return torch.sigmoid(self.hidden_preactivation(v))
+        return self.hidden_preactivation(v).sigmoid_()  # in place: a fresh tensor
 
     def mean_v(self, h: torch.Tensor) -> torch.Tensor:
         """:math:`p(v = 1 \\mid h)`, shape (batch, n_visible)."""
-        return torch.sigmoid(self.visible_preactivation(h))
+        return self.visible_preactivation(h).sigmoid_()
 
     def sample_h(
         self, v: torch.Tensor, *, generator: torch.Generator | None = None

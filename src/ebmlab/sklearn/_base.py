@@ -23,6 +23,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 from ebmlab._validation import check_positive_float
+from ebmlab.models.rbm import sample_bernoulli
 from ebmlab.samplers.gibbs import BlockGibbs
 from ebmlab.sklearn._common import SEED_BOUND, TORCH_DTYPES, as_int, device_of, to_tensor
 from ebmlab.training.centering import check_offset_rate
@@ -117,7 +118,8 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         model, generator = self._initialise(X, device)
         data = to_tensor(X, device)
         self._start(model, data)
-        trainer = self._trainer(model, generator)
+        # No loss per update (the epoch ends check the parameters): the lean plain SGD step.
+        trainer = self._trainer(model, generator, track_loss=False)
         begin = time.perf_counter()
         try:
             for iteration in range(1, self.n_iter + 1):
@@ -162,6 +164,9 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         trainer = self._trainer(model, generator)
         if self.persistent and getattr(self, "_chains", None) is not None:
             trainer.objective.chains = torch.tensor(self._chains, device=device)
+            trainer.objective.chain_hidden_means = torch.tensor(
+                self._chain_hidden_means, device=device
+            )
         if not first_call:
             self._restore_offsets(trainer, device)
         loss = trainer.update(data)
@@ -186,7 +191,7 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             device=device,
         )
         generator = torch.Generator(device=device).manual_seed(int(train_seed))
-        self._chains = None
+        self._chains = self._chain_hidden_means = None
         return model, generator
 
     def _restore_offsets(self, trainer: CDTrainer, device: torch.device) -> None:
@@ -202,15 +207,19 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             {name: torch.tensor(value, device=device) for name, value in offsets.items()}
         )
 
-    def _trainer(self, model: nn.Module, generator: torch.Generator) -> CDTrainer:
+    def _trainer(
+        self, model: nn.Module, generator: torch.Generator, *, track_loss: bool = True
+    ) -> CDTrainer:
         # No momentum, decay or lr schedule, and by default no centering: scikit-learn's
-        # plain SGD step.
+        # plain SGD step; PCD's sweeps start from the previous update's hidden means, as
+        # scikit-learn's do.
         config = CDConfig(
             epochs=max(int(self.n_iter), 1),
             batch_size=int(self.batch_size),
             lr=float(self.learning_rate),
             cd_k=int(self.cd_k),
             persistent=bool(self.persistent),
+            reuse_hidden_means=bool(self.persistent),
             n_chains=int(self.batch_size),
             momentum=0.0,
             final_momentum=0.0,
@@ -219,7 +228,7 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             centering=bool(self.centering),
             offset_rate=float(self.offset_rate),
         )
-        return CDTrainer(model, config, generator=generator)
+        return CDTrainer(model, config, generator=generator, track_loss=track_loss)
 
     @torch.no_grad()
     def _store(self, model: nn.Module, trainer: CDTrainer) -> None:
@@ -228,12 +237,14 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.intercept_hidden_ = model.hidden_bias.detach().cpu().numpy().copy()
         self.intercept_visible_ = model.visible_bias.detach().cpu().numpy().copy()
         self._n_features_out = self.components_.shape[0]
-        chains = trainer.objective.chains
+        chains, means = trainer.objective.chains, trainer.objective.chain_hidden_means
         self._chains = None if chains is None else chains.cpu().numpy().copy()
+        self._chain_hidden_means = None if means is None else means.cpu().numpy().copy()
+        # scikit-learn's h_samples_: the chains' hidden state, drawn from those means.
         self.h_samples_ = (
             None
-            if chains is None
-            else model.sample_h(chains, generator=trainer.generator).cpu().numpy()
+            if means is None
+            else sample_bernoulli(means, generator=trainer.generator).cpu().numpy()
         )
         self._save_generator(trainer.generator)
         offsets = {} if trainer.centering is None else trainer.centering.state_dict()

@@ -32,9 +32,10 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
+from ebmlab._grad import without_grad
 from ebmlab._validation import check_positive_int
+from ebmlab.models.rbm import sample_bernoulli
 from ebmlab.samplers.base import run_chain
-from ebmlab.samplers.gibbs import BlockGibbs, GibbsState
 from ebmlab.samplers.tempering import ParallelTempering, TemperingState
 from ebmlab.training.compiled_gibbs import CompiledGibbs
 
@@ -99,12 +100,19 @@ class ContrastiveDivergence:
     compiled_gibbs : CompiledGibbs, optional
         A Bernoulli RBM's sweeps as one compiled step with counter-based draws
         (:mod:`ebmlab.training.compiled_gibbs`), instead of :class:`BlockGibbs`.
+    reuse_hidden_means : bool
+        Persistent chains only: start each update's first sweep from the hidden means
+        p(h = 1 | v) computed for the previous update's statistic, under the previous
+        parameters, instead of recomputing them (scikit-learn's PCD). One product of the
+        k-th sweep's cost fewer per update; the chain's first half-step lags the
+        parameters by one update.
 
     Notes
     -----
-    The persistent chains live in :attr:`chains` (with tempering, :attr:`tempering_state`:
-    every replica, the ladder and the swap counters) and are part of the trainer's
-    checkpoint, so a resumed run continues the same Markov chains.
+    The persistent chains live in :attr:`chains` (with ``reuse_hidden_means``, also
+    :attr:`chain_hidden_means`; with tempering, :attr:`tempering_state`: every replica,
+    the ladder and the swap counters) and are part of the trainer's checkpoint, so a
+    resumed run continues the same Markov chains.
     """
 
     def __init__(
@@ -116,6 +124,7 @@ class ContrastiveDivergence:
         n_chains: int | None = None,
         tempering: ParallelTempering | None = None,
         compiled_gibbs: CompiledGibbs | None = None,
+        reuse_hidden_means: bool = False,
     ) -> None:
         self.model = model
         self.k = check_positive_int("k", k)
@@ -125,10 +134,16 @@ class ContrastiveDivergence:
             raise ValueError("tempering needs persistent chains (persistent=True)")
         if compiled_gibbs is not None and tempering is not None:
             raise ValueError("compiled Gibbs sweeps and tempering cannot be combined")
-        self.sampler = BlockGibbs(model)
+        if reuse_hidden_means and (not persistent or tempering is not None):
+            raise ValueError(
+                "reuse_hidden_means needs persistent chains without tempering "
+                f"(persistent=True, tempering=None); got persistent={persistent}"
+            )
+        self.reuse_hidden_means = reuse_hidden_means
         self.tempering = tempering
         self.compiled_gibbs = compiled_gibbs
         self.chains: torch.Tensor | None = None
+        self.chain_hidden_means: torch.Tensor | None = None
         self.tempering_state: TemperingState | None = None
 
     def negatives(
@@ -146,29 +161,51 @@ class ContrastiveDivergence:
             return self._tempered_negatives(v_data, generator)
         if self.compiled_gibbs is not None:
             return self._compiled_negatives(v_data, h_data, generator)
+        visible, hidden_mean = self._sweeps(v_data, h_data, generator)
+        if self.persistent:
+            self._keep(visible, hidden_mean)
+        return visible, hidden_mean
+
+    @without_grad
+    def _sweeps(
+        self, v_data: torch.Tensor, h_data: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``k`` block-Gibbs sweeps h ~ p(h | v), v ~ p(v | h) from the data (CD) or the
+        chains (PCD), as :class:`~ebmlab.samplers.BlockGibbs` draws them (the same numbers
+        in the same order); each sweep's closing p(h | v) starts the next and gives the
+        statistic, and no sampler state is built: small models pay per operation."""
+        model, visible, hidden_mean = self.model, None, h_data
         if self.persistent:
             if self.chains is None:
                 self.chains = self._initial_chains(v_data)
-            start = GibbsState(visible=self.chains)
-        else:
-            start = GibbsState(visible=v_data, hidden_mean=h_data)
-        state, _, _ = run_chain(self.sampler, start, self.k, generator=generator)
-        if self.persistent:
-            self.chains = state.visible
-        with torch.no_grad():
-            return state.visible, self.model.mean_h(state.visible)
+            hidden_mean = self.chain_hidden_means
+            if hidden_mean is None:
+                hidden_mean = model.mean_h(self.chains)
+        for _ in range(self.k):
+            hidden = sample_bernoulli(hidden_mean, generator=generator)
+            visible = model.sample_v(hidden, generator=generator)
+            hidden_mean = model.mean_h(visible)
+        return visible, hidden_mean
 
     def _compiled_negatives(self, v_data, h_data, generator) -> tuple[torch.Tensor, torch.Tensor]:
         start = h_data  # CD's first sweep samples h from p(h | v_data)
         if self.persistent:
             if self.chains is None:
                 self.chains = self._initial_chains(v_data)
-            with torch.no_grad():
-                start = self.model.mean_h(self.chains)
+            start = self.chain_hidden_means
+            if start is None:
+                with torch.no_grad():
+                    start = self.model.mean_h(self.chains)
         visible, hidden_mean = self.compiled_gibbs.run(start, self.k, generator=generator)
         if self.persistent:
-            self.chains = visible
+            self._keep(visible, hidden_mean)
         return visible, hidden_mean
+
+    def _keep(self, visible: torch.Tensor, hidden_mean: torch.Tensor) -> None:
+        """Store the persistent chains (and, when reused, their hidden means)."""
+        self.chains = visible
+        if self.reuse_hidden_means:
+            self.chain_hidden_means = hidden_mean
 
     def _initial_chains(self, v_data: torch.Tensor) -> torch.Tensor:
         n = self.n_chains or v_data.shape[0]
@@ -186,6 +223,8 @@ class ContrastiveDivergence:
         if self.tempering_state is not None:
             return {"tempering": self.tempering.state_dict(self.tempering_state)}
         state = {} if self.chains is None else {"chains": self.chains}
+        if self.chain_hidden_means is not None:
+            state["chain_hidden_means"] = self.chain_hidden_means
         stream = {} if self.compiled_gibbs is None else self.compiled_gibbs.state_dict()
         return state | ({"stream": stream} if stream else {})
 
@@ -196,9 +235,9 @@ class ContrastiveDivergence:
             saved = state.get("tempering")
             self.tempering_state = None if saved is None else self.tempering.load_state_dict(saved)
             return
-        chains = state.get("chains")
-        if chains is not None:
-            # Checkpoints load on the CPU; the chains continue on the model's device.
-            reference = next(self.model.parameters())
-            chains = chains.to(device=reference.device, dtype=reference.dtype)
-        self.chains = chains
+        # Checkpoints load on the CPU; the chains continue on the model's device.
+        reference = next(self.model.parameters())
+        self.chains, self.chain_hidden_means = (
+            None if saved is None else saved.to(device=reference.device, dtype=reference.dtype)
+            for saved in (state.get("chains"), state.get("chain_hidden_means"))
+        )

@@ -37,11 +37,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ebmlab._grad import without_grad
 from ebmlab.models.matmul_precision import bfloat16_statistic
 from ebmlab.models.rbm import BernoulliRBM
 
 
-@torch.no_grad()
+@without_grad
 def fused_cd_update(
     model: BernoulliRBM,
     optimizer: torch.optim.SGD,
@@ -53,7 +54,8 @@ def fused_cd_update(
     weight_decay: float = 0.0,
     visible_offset: torch.Tensor | None = None,
     hidden_offset: torch.Tensor | None = None,
-) -> torch.Tensor:
+    compute_loss: bool = True,
+) -> torch.Tensor | None:
     """Apply one CD/PCD step to ``model`` in place; return the surrogate loss (a 0-d tensor).
 
     Parameters
@@ -69,8 +71,17 @@ def fused_cd_update(
         L2 penalty on the weights, folded into the weight gradient before centering.
     visible_offset, hidden_offset : Tensor, optional
         The centering offsets :math:`\\mu, \\lambda` (both or neither).
+    compute_loss : bool
+        False returns None; then a plain SGD step (no momentum, no centering, float
+        operands) adds the statistics straight into the parameters (:func:`plain_sgd_step`).
     """
     centered = hidden_offset is not None
+    if not (compute_loss or centered or model.reduced_precision(v_data)) and not any(
+        group["momentum"] for group in optimizer.param_groups
+    ):
+        plain_sgd_step(model, optimizer, v_data, h_data, v_model, h_model, weight_decay)
+        optimizer._opt_called = True
+        return None
     a_data, a_model, c_data, c_model = v_data, v_model, h_data, h_model
     if centered:
         a_data, a_model = v_data - visible_offset, v_model - visible_offset
@@ -109,7 +120,41 @@ def fused_cd_update(
     ):
         sgd_apply(optimizer, parameter, grad)
     optimizer._opt_called = True  # what optimizer.step() tells LR schedulers: a step was taken
-    return loss
+    return loss if compute_loss else None
+
+
+def plain_sgd_step(
+    model: BernoulliRBM,
+    optimizer: torch.optim.SGD,
+    v_data: torch.Tensor,
+    h_data: torch.Tensor,
+    v_model: torch.Tensor,
+    h_model: torch.Tensor,
+    weight_decay: float,
+) -> None:
+    r"""SGD without momentum, the statistics added straight into the parameters.
+
+    :math:`W \leftarrow (1 - \eta\omega) W + \tfrac{\eta}{N} v_d^\top \bar h_d
+    - \tfrac{\eta}{M} v_m^\top \bar h_m` is two in-place GEMMs, and each bias two
+    in-place additions of column sums (scikit-learn's update): no gradient tensor, about
+    half the operations of the general path, which matters when each costs microseconds.
+    """
+    n_data, n_model = v_data.shape[0], v_model.shape[0]
+    weight, hidden_bias, visible_bias = model.weight, model.hidden_bias, model.visible_bias
+    lr = _group_of(optimizer, weight)["lr"]
+    weight.addmm_(v_data.t(), h_data, beta=1.0 - lr * weight_decay, alpha=lr / n_data)
+    weight.addmm_(v_model.t(), h_model, alpha=-lr / n_model)
+    # Column sums as products with a ones vector, accumulated in place: one operation
+    # per term instead of a sum and an addition.
+    ones_data = v_data.new_ones(n_data)
+    ones_model = ones_data if n_model == n_data else v_data.new_ones(n_model)
+    for bias, data_side, model_side in (
+        (hidden_bias, h_data, h_model),
+        (visible_bias, v_data, v_model),
+    ):
+        lr = _group_of(optimizer, bias)["lr"]
+        bias.addmv_(data_side.t(), ones_data, alpha=lr / n_data)
+        bias.addmv_(model_side.t(), ones_model, alpha=-lr / n_model)
 
 
 def sgd_apply(optimizer: torch.optim.SGD, parameter: nn.Parameter, grad: torch.Tensor) -> None:
