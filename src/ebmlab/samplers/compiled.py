@@ -27,13 +27,27 @@ class CompiledFunction:
         What runs, for the warning (e.g. ``"AIS runs its step"``).
     compile : bool
         False runs ``function`` eagerly from the start (tests, debugging).
+    kernel_threads : int, optional
+        Threads of the generated C++ loops (default: torch's thread count). Library
+        GEMMs and convolutions keep torch's threads either way. 1 suits loops over a few
+        thousand numbers: on the project's 2-vCPU machine (AMD EPYC Zen 4, 2 threads) the
+        OpenMP-parallel loops made one step of a 1,000-particle 2-D Langevin chain 12x
+        slower (1.20 ms against 0.10 ms single-threaded; eager 0.6 ms).
     """
 
-    def __init__(self, function: Callable, description: str, *, compile: bool = True) -> None:
+    def __init__(
+        self,
+        function: Callable,
+        description: str,
+        *,
+        compile: bool = True,
+        kernel_threads: int | None = None,
+    ) -> None:
         self.function = function
         self.description = description
         self.compiled = compile
-        self._run = torch.compile(function, dynamic=False) if compile else function
+        options = None if kernel_threads is None else {"cpp.threads": kernel_threads}
+        self._run = torch.compile(function, dynamic=False, options=options) if compile else function
 
     def __call__(self, *arguments: Any) -> Any:
         try:

@@ -91,7 +91,10 @@ class CompiledChain:
         self.steps_per_call = check_positive_int("steps_per_call", steps_per_call)
         steps = self._mala_steps if self.is_mala else self._langevin_steps
         name = "MALA" if self.is_mala else "Langevin"
-        self._block = CompiledFunction(steps, f"{name} runs its steps", compile=compile)
+        # Single-threaded generated loops: small per-particle work (CompiledFunction).
+        self._block = CompiledFunction(
+            steps, f"{name} runs its steps", compile=compile, kernel_threads=1
+        )
         self._value_and_grad = torch.func.grad_and_value(self._summed_energy, has_aux=True)
 
     def init(
