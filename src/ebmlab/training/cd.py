@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from ebmlab._grad import without_grad
+from ebmlab._grad import grad_off, without_grad
 from ebmlab._validation import check_positive_int
 from ebmlab.models.rbm import sample_bernoulli
 from ebmlab.samplers.base import run_chain
@@ -159,46 +159,40 @@ class ContrastiveDivergence:
         """
         if self.tempering is not None:
             return self._tempered_negatives(v_data, generator)
+        start = self._start(v_data, h_data)
         if self.compiled_gibbs is not None:
-            return self._compiled_negatives(v_data, h_data, generator)
-        visible, hidden_mean = self._sweeps(v_data, h_data, generator)
+            visible, hidden_mean = self.compiled_gibbs.run(start, self.k, generator=generator)
+        else:
+            visible, hidden_mean = self._sweeps(start, generator)
         if self.persistent:
             self._keep(visible, hidden_mean)
         return visible, hidden_mean
 
+    def _start(self, v_data: torch.Tensor, h_data: torch.Tensor) -> torch.Tensor:
+        """The hidden means the first sweep samples from: the data's (CD), or the chains'
+        (PCD: stored from the previous update when reused, else computed now)."""
+        if not self.persistent:
+            return h_data
+        if self.chains is None:
+            self.chains = self._initial_chains(v_data)
+        if self.chain_hidden_means is not None:
+            return self.chain_hidden_means
+        with grad_off():
+            return self.model.mean_h(self.chains)
+
     @without_grad
     def _sweeps(
-        self, v_data: torch.Tensor, h_data: torch.Tensor, generator: torch.Generator | None
+        self, hidden_mean: torch.Tensor, generator: torch.Generator | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``k`` block-Gibbs sweeps h ~ p(h | v), v ~ p(v | h) from the data (CD) or the
-        chains (PCD), as :class:`~ebmlab.samplers.BlockGibbs` draws them (the same numbers
-        in the same order); each sweep's closing p(h | v) starts the next and gives the
-        statistic, and no sampler state is built: small models pay per operation."""
-        model, visible, hidden_mean = self.model, None, h_data
-        if self.persistent:
-            if self.chains is None:
-                self.chains = self._initial_chains(v_data)
-            hidden_mean = self.chain_hidden_means
-            if hidden_mean is None:
-                hidden_mean = model.mean_h(self.chains)
+        """``k`` block-Gibbs sweeps h ~ p(h | v), v ~ p(v | h) from ``hidden_mean``, as
+        :class:`~ebmlab.samplers.BlockGibbs` draws them (the same numbers in the same
+        order); each sweep's closing p(h | v) starts the next and gives the statistic, and
+        no sampler state is built: small models pay per operation."""
+        model, visible = self.model, None
         for _ in range(self.k):
             hidden = sample_bernoulli(hidden_mean, generator=generator)
             visible = model.sample_v(hidden, generator=generator)
             hidden_mean = model.mean_h(visible)
-        return visible, hidden_mean
-
-    def _compiled_negatives(self, v_data, h_data, generator) -> tuple[torch.Tensor, torch.Tensor]:
-        start = h_data  # CD's first sweep samples h from p(h | v_data)
-        if self.persistent:
-            if self.chains is None:
-                self.chains = self._initial_chains(v_data)
-            start = self.chain_hidden_means
-            if start is None:
-                with torch.no_grad():
-                    start = self.model.mean_h(self.chains)
-        visible, hidden_mean = self.compiled_gibbs.run(start, self.k, generator=generator)
-        if self.persistent:
-            self._keep(visible, hidden_mean)
         return visible, hidden_mean
 
     def _keep(self, visible: torch.Tensor, hidden_mean: torch.Tensor) -> None:
