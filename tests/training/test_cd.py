@@ -8,6 +8,7 @@ import torch
 from ebmlab.models import BernoulliRBM
 from ebmlab.samplers import BlockGibbs, GibbsState, run_chain
 from ebmlab.samplers.counter_random import CounterStream
+from ebmlab.samplers.tempering import ParallelTempering
 from ebmlab.training.cd import ContrastiveDivergence, cd_loss, sparsity_penalty
 from ebmlab.training.compiled_gibbs import CompiledGibbs
 from ebmlab.training.trainer import CDConfig, CDTrainer, NonFiniteError
@@ -87,14 +88,15 @@ def shift_parameters(model, amount=0.3):
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["gibbs", "compiled-sweeps"])
 def test_reused_hidden_means_start_the_next_sweep(tiny_rbm, compiled):
-    objective = ContrastiveDivergence(tiny_rbm, k=1, persistent=True, reuse_hidden_means=True)
-    if compiled:
-        objective.compiled_gibbs = CompiledGibbs(tiny_rbm, compile=False)
+    sweeps = CompiledGibbs(tiny_rbm, compile=False) if compiled else None
+    objective = ContrastiveDivergence(tiny_rbm, k=1, persistent=True, reuse_hidden_means=True,
+                                      compiled_gibbs=sweeps)  # fmt: skip
     data = torch.ones(5, 6, dtype=torch.float64)
     generator = torch.Generator().manual_seed(0)
     first, first_means = objective.negatives(data, tiny_rbm.mean_h(data), generator=generator)
     torch.testing.assert_close(first_means, tiny_rbm.mean_h(first))
     assert torch.equal(objective.state_dict()["chain_hidden_means"], first_means)
+    assert torch.equal(objective.chains, first)
     shift_parameters(tiny_rbm)  # the parameter update between the two calls
     replay = generator.get_state()
     second, _ = objective.negatives(data, tiny_rbm.mean_h(data), generator=generator)
@@ -135,6 +137,83 @@ def test_reused_hidden_means_need_plain_persistent_chains(tiny_rbm):
         ContrastiveDivergence(tiny_rbm, reuse_hidden_means=True)
     with pytest.raises(ValueError, match="reuse_hidden_means needs persistent"):
         CDConfig(persistent=True, tempering=4, reuse_hidden_means=True)
+
+
+def test_the_default_is_one_sweep_from_the_data(tiny_rbm):
+    v_data = torch.ones(4, 6, dtype=torch.float64)
+    h_data = tiny_rbm.mean_h(v_data)
+    generator = torch.Generator().manual_seed(8)
+    replay = generator.get_state()
+    v_model, h_model = ContrastiveDivergence(tiny_rbm).negatives(v_data, h_data,
+                                                                 generator=generator)  # fmt: skip
+    start = GibbsState(v_data, hidden_mean=h_data)
+    expected = run_chain(BlockGibbs(tiny_rbm), start, 1,
+                         generator=torch.Generator().set_state(replay))[0].visible  # fmt: skip
+    assert torch.equal(v_model, expected)
+    torch.testing.assert_close(h_model, tiny_rbm.mean_h(expected))
+
+
+def tempered_objective(model):
+    tempering = ParallelTempering(model, n_replicas=3, min_beta=0.3)
+    return ContrastiveDivergence(model, k=2, persistent=True, n_chains=4, tempering=tempering)
+
+
+def test_tempered_negatives_are_the_cold_replicas_and_resume(tiny_rbm):
+    objective = tempered_objective(tiny_rbm)
+    data = torch.ones(5, 6, dtype=torch.float64)
+    generator = torch.Generator().manual_seed(9)
+    replay = generator.get_state()
+    v_model, h_model = objective.negatives(data, None, generator=generator)
+    sampler = tempered_objective(tiny_rbm).tempering
+    state = run_chain(sampler, sampler.init(data[torch.arange(4) % 5]), 2,
+                      generator=torch.Generator().set_state(replay))[0]  # fmt: skip
+    assert torch.equal(v_model, state.cold)
+    torch.testing.assert_close(h_model, tiny_rbm.mean_h(state.cold))
+    # A resumed objective continues the same replicas; one without saved replicas starts anew.
+    resumed, fresh = tempered_objective(tiny_rbm), tempered_objective(tiny_rbm)
+    resumed.load_state_dict(objective.state_dict())
+    fresh.load_state_dict({})
+    assert fresh.tempering_state is None and resumed.tempering_state is not None
+    replay = generator.get_state()
+    expected, _ = objective.negatives(data, None, generator=generator)
+    again, _ = resumed.negatives(data, None, generator=torch.Generator().set_state(replay))
+    assert torch.equal(again, expected)
+
+
+def test_saved_chains_load_in_the_models_dtype_and_nothing_is_saved_before_an_update(tiny_rbm):
+    objective = ContrastiveDivergence(tiny_rbm, persistent=True, reuse_hidden_means=True)
+    assert objective.state_dict() == {}
+    saved = {"chains": torch.ones(3, 6), "chain_hidden_means": torch.full((3, 4), 0.5)}
+    objective.load_state_dict(saved)  # float32 checkpoint, float64 model
+    assert objective.chains.dtype == objective.chain_hidden_means.dtype == torch.float64
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (lambda model: {"k": 0}, "^k must be"),
+        (lambda model: {"n_chains": 0}, "^n_chains must be"),
+        (lambda model: {"tempering": ParallelTempering(model, n_replicas=2)},
+         r"^tempering needs persistent chains \(persistent=True\)$"),
+        (lambda model: {"persistent": True, "tempering": ParallelTempering(model, n_replicas=2),
+                        "compiled_gibbs": CompiledGibbs(model, compile=False)},
+         "^compiled Gibbs sweeps and tempering cannot be combined$"),
+        (lambda model: {"reuse_hidden_means": True},
+         r"^reuse_hidden_means needs persistent chains without tempering \(persistent=True, "
+         r"tempering=None\); got persistent=False$"),
+    ],
+)  # fmt: skip
+def test_bad_objective_settings_are_refused_by_name(tiny_rbm, options, message):
+    with pytest.raises(ValueError, match=message):
+        ContrastiveDivergence(tiny_rbm, **options(tiny_rbm))
+
+
+def test_sparsity_penalty_is_the_summed_cross_entropy_of_the_batch_mean(tiny_rbm):
+    v = torch.bernoulli(torch.full((16, 6), 0.5, dtype=torch.float64),
+                        generator=torch.Generator().manual_seed(2))  # fmt: skip
+    q = tiny_rbm.mean_h(v).mean(0)  # mean activation of each hidden unit over the batch
+    expected = -(0.1 * torch.log(q) + 0.9 * torch.log(1 - q)).sum()
+    torch.testing.assert_close(sparsity_penalty(tiny_rbm, v, target=0.1, cost=2.0), 2 * expected)
 
 
 def test_sparsity_penalty_gradient_pushes_activation_towards_target(tiny_rbm):

@@ -135,9 +135,10 @@ def plain_sgd_step(
     r"""SGD without momentum, the statistics added straight into the parameters.
 
     :math:`W \leftarrow (1 - \eta\omega) W + \tfrac{\eta}{N} v_d^\top \bar h_d
-    - \tfrac{\eta}{M} v_m^\top \bar h_m` is two in-place GEMMs, and each bias two
-    in-place additions of column sums (scikit-learn's update): no gradient tensor, about
-    half the operations of the general path, which matters when each costs microseconds.
+    - \tfrac{\eta}{M} v_m^\top \bar h_m` is two in-place GEMMs, and each bias moves by
+    its two column sums as two in-place products with a ones vector (scikit-learn's
+    update): no gradient tensor, about half the operations of the general path, which
+    matters when each costs microseconds.
     """
     n_data, n_model = v_data.shape[0], v_model.shape[0]
     weight, hidden_bias, visible_bias = model.weight, model.hidden_bias, model.visible_bias
