@@ -52,9 +52,11 @@ def temperature_step(
 
     ``beta_prev`` and ``beta`` are float64 0-d tensors. Returns (new visible, increment of
     :math:`\log f_\beta(v) - \log f_{\beta'}(v)` in float64). Pure: compiles as one graph.
+    bfloat16 ``weight_ext`` and ``weight_t`` (a model set to ``precision="bfloat16"``) give
+    the two products bfloat16 operands and float32 results, as the eager path does.
     """
     n_chains, n_hidden = visible.shape[0], weight_t.shape[0]
-    inputs = torch.addmm(hidden_bias_ext, visible, weight_ext)
+    inputs = _addmm(hidden_bias_ext, visible, weight_ext)
     preactivation, bias_dot = inputs[:, :n_hidden], inputs[:, n_hidden]
     b, b_prev = beta.to(visible.dtype), beta_prev.to(visible.dtype)
     softplus_gap = F.softplus(b * preactivation) - F.softplus(b_prev * preactivation)
@@ -62,9 +64,17 @@ def temperature_step(
     n_h = n_chains * n_hidden
     uniform_h = counter_uniform(key, counter, n_h).view(n_chains, n_hidden)
     hidden = (uniform_h < torch.sigmoid(b * preactivation)).to(visible.dtype)
-    visible_input = base_bias + b * bias_gap + b * torch.mm(hidden, weight_t)
+    visible_input = base_bias + b * bias_gap + b * _addmm(None, hidden, weight_t)
     uniform_v = counter_uniform(key, counter + n_h, visible.numel()).view_as(visible)
     return (uniform_v < torch.sigmoid(visible_input)).to(visible.dtype), increment
+
+
+def _addmm(bias: torch.Tensor | None, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``bias + x @ weight`` in ``x``'s dtype, with bfloat16 operands if ``weight`` is."""
+    if weight.dtype == torch.bfloat16:
+        product = torch.mm(x.to(torch.bfloat16), weight).to(x.dtype)
+        return product if bias is None else product.add_(bias)
+    return torch.mm(x, weight) if bias is None else torch.addmm(bias, x, weight)
 
 
 class CompiledRBMAnnealingPath(RBMAnnealingPath):
@@ -73,7 +83,8 @@ class CompiledRBMAnnealingPath(RBMAnnealingPath):
     Parameters
     ----------
     model : BernoulliRBM
-        float32 parameters.
+        float32 parameters; set to ``precision="bfloat16"``, the step's two products take
+        bfloat16 operands (float32 results), as the eager path's do.
     base_data : Tensor, optional
         As for :class:`RBMAnnealingPath`.
     compile : bool
@@ -108,10 +119,14 @@ class CompiledRBMAnnealingPath(RBMAnnealingPath):
         stream = state.stream
         counter = torch.tensor(stream.counter, dtype=torch.int64, device=self.device)
         betas = torch.tensor([beta_prev, beta], dtype=torch.float64, device=self.device)
+        weight_ext, weight_t = (
+            (self._weight_ext_bf16, self._weight_t_bf16)
+            if self._reduced
+            else (self._weight_ext, self._weight_t)
+        )
         visible, increment = self._step(
             state.visible, betas[0], betas[1], stream.key, counter,
-            self._weight_ext, self._hidden_bias_ext, self._weight_t,
-            self.base_bias, self._bias_gap,
+            weight_ext, self._hidden_bias_ext, weight_t, self.base_bias, self._bias_gap,
         )  # fmt: skip
         log_weights += increment
         stream.counter += state.visible.shape[0] * (self.n_hidden + self.n_visible)
