@@ -36,6 +36,12 @@ def evaluate(
     n_betas: int | None = typer.Option(
         None, help="AIS temperatures, evenly spaced (default: the 14,500-step schedule)."
     ),
+    compiled_ais: bool = typer.Option(
+        False,
+        "--compiled-ais",
+        help="RBM only, with --loglik: AIS as one compiled step per temperature (float32; "
+        "compiles for some seconds first).",
+    ),
     seed: int = typer.Option(0, help="Random seed of the estimators."),
     ood: str | None = typer.Option(
         None,
@@ -79,6 +85,8 @@ def evaluate(
     options = {"seed": seed}
     if loglik:  # the AIS settings mean something only with --loglik
         options.update(loglik=True, n_chains=n_chains, n_betas=n_betas)
+        if compiled_ais:
+            options["compiled_ais"] = True
     if refine_steps:
         options["refine_steps"] = refine_steps
     if refine_step_size is not None:

@@ -29,6 +29,7 @@ def evaluate_log_likelihood(
     raise_max_samples: int | None = 500,
     generator: torch.Generator | None = None,
     progress: bool = True,
+    compiled: bool = False,
 ) -> dict:
     """AIS test log-likelihood, its log Z, and a RAISE cross-check, as a JSON-ready dict.
 
@@ -56,6 +57,9 @@ def evaluate_log_likelihood(
         Randomness for both estimators.
     progress : bool
         tqdm bars.
+    compiled : bool
+        AIS through the compiled path (:func:`~ebmlab.estimators.ais_log_partition`'s
+        ``compiled``: a float32 Bernoulli RBM; some seconds of compiling first).
 
     Returns
     -------
@@ -80,6 +84,7 @@ def evaluate_log_likelihood(
         base_data=train_data,
         generator=generator,
         progress=progress,
+        compiled=compiled,
     )
     test = log_likelihood(model, test_data, log_z)
     result = {

@@ -323,8 +323,10 @@ class RBMRecipe(Recipe):
         n_betas: int | None = None,
         seed: int = 0,
         progress: bool = True,
+        compiled_ais: bool = False,
     ) -> dict[str, Any]:
-        """Metrics on the test split (and, with ``loglik``, AIS + RAISE likelihoods).
+        """Metrics on the test split (and, with ``loglik``, AIS + RAISE likelihoods;
+        ``compiled_ais`` runs that AIS through its compiled path).
 
         Returns a JSON-ready dict; the keys are documented in docs/cli.md.
         """
@@ -370,6 +372,7 @@ class RBMRecipe(Recipe):
                     n_betas=n_betas,
                     generator=generator,
                     progress=progress,
+                    compiled=compiled_ais,
                 )
             )
         return result
