@@ -18,8 +18,8 @@ EPOCHS = 6
 # persistent chains still ended bit for bit equal, chains included.
 ARGS = [
     "train", "rbm", "--dataset", "digits", "--n-hidden", "48", "--epochs", str(EPOCHS),
-    "--batch-size", "10", "--lr", "0.5", "--persistent", "--binarization", "dynamic", "--seed", "3",
-    "--no-progress",
+    "--batch-size", "10", "--lr", "0.5", "--persistent", "--reuse-hidden-means",
+    "--binarization", "dynamic", "--seed", "3", "--no-progress",
 ]  # fmt: skip
 
 
@@ -73,6 +73,7 @@ def check_resumed_equals_reference(run, reference) -> None:
     # Persistent chains, optimiser moments and the generator, all of them bit for bit.
     state, state_ref = all_tensors(extra), all_tensors(extra_ref)
     assert any(k.endswith("objective.chains") for k in state) and state.keys() == state_ref.keys()
+    assert any(k.endswith("objective.chain_hidden_means") for k in state)  # the reused means
     for name in state_ref:
         assert torch.equal(state[name], state_ref[name]), name
     assert metrics_without_timing(run) == metrics_without_timing(reference)
