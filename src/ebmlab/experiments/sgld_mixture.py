@@ -35,6 +35,8 @@ from ebmlab.experiments.recipe import Recipe
 from ebmlab.experiments.registry import register
 from ebmlab.experiments.run_folder import RunFolder
 from ebmlab.metrics.mcmc import effective_sample_size, split_rhat
+from ebmlab.samplers.counter_random import CounterStream
+from ebmlab.samplers.parallel_sgld import ParallelSGLD, SGLDChains
 from ebmlab.samplers.schedules import PolynomialDecay
 from ebmlab.samplers.sgld import SGLD, SampleCollector
 
@@ -83,7 +85,9 @@ class MixtureChains:
     them). The step size follows :class:`PolynomialDecay` from ``step_size_start``
     (step 0) to ``step_size_end`` (step ``n_steps - 1``); :attr:`collector` keeps
     the draws after a 10% burn-in, thinned to about ``KEPT_PER_CHAIN`` per chain,
-    weighted by the step size.
+    weighted by the step size. With ``parallel`` (a :class:`ParallelSGLD` on this data,
+    batch size 1) the same update runs in its compiled blocks, drawing from its counter
+    stream instead of ``generator``: the same Markov chains, other sample paths.
     """
 
     def __init__(
@@ -96,6 +100,7 @@ class MixtureChains:
         step_size_start: float = 0.01,
         step_size_end: float = 0.0001,
         gamma: float = 0.55,
+        parallel: ParallelSGLD | None = None,
     ) -> None:
         self.data, self.n_steps, self.step = data, n_steps, 0
         self.generator = torch.Generator().manual_seed(seed + 1)
@@ -103,6 +108,10 @@ class MixtureChains:
         theta = prior_sd * torch.randn(n_chains, 2, generator=self.generator, dtype=torch.float64)
         self.theta = theta.requires_grad_(True)
         self.optimizer = SGLD([self.theta], lr=1.0, generator=self.generator)
+        self.parallel = parallel
+        self.parallel_state = None
+        if parallel is not None:
+            self.parallel_state = parallel.init(theta.detach(), generator=self.generator)
         self.decay = PolynomialDecay.from_range(
             step_size_start, step_size_end, n_steps, gamma=gamma
         )
@@ -113,12 +122,27 @@ class MixtureChains:
     def advance(self, n_steps: int) -> float:
         """Run every chain ``n_steps`` more SGLD steps (not past the end); returns the last step size."""
         lr = self.decay(max(self.step - 1, 0))
-        for _ in range(min(n_steps, self.n_steps - self.step)):
+        n_steps = min(n_steps, self.n_steps - self.step)
+        if self.parallel is not None and n_steps > 0:
+            return self._advance_parallel(n_steps)
+        for _ in range(n_steps):
             lr = self.decay(self.step)
             sgld_update(self.theta, self.optimizer, self.data, lr, self.generator)
             self.step += 1
             self.collector.update(self.theta, weight=lr)
         return lr
+
+    def _advance_parallel(self, n_steps: int) -> float:
+        """``n_steps`` steps of every chain through :attr:`parallel`, kept as the loop keeps them."""
+        sizes = [self.decay(t) for t in range(self.step, self.step + n_steps)]
+        step_sizes = torch.tensor(sizes, dtype=self.theta.dtype)
+        self.parallel_state, trace = self.parallel.run(self.parallel_state, step_sizes)
+        for theta, lr in zip(trace, sizes, strict=True):
+            self.collector.update(theta, weight=lr)
+        with torch.no_grad():
+            self.theta.copy_(self.parallel_state.theta)
+        self.step += n_steps
+        return sizes[-1]
 
     def state_dict(self) -> dict[str, Any]:
         kept = self.collector._samples  # noqa: SLF001 - the collector has no state_dict
@@ -128,7 +152,11 @@ class MixtureChains:
             "generator": self.generator.get_state(),
             "samples": torch.stack(kept) if kept else self.theta.new_zeros(0, *self.theta.shape),
             "weights": self.collector.weights,
-        }
+        } | (
+            {}
+            if self.parallel_state is None
+            else {"stream": self.parallel_state.stream.state_dict()}
+        )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         with torch.no_grad():
@@ -137,6 +165,9 @@ class MixtureChains:
         self.generator.set_state(state["generator"])
         self.collector._samples = list(state["samples"].unbind(0))  # noqa: SLF001
         self.collector._weights = state["weights"].tolist()  # noqa: SLF001
+        if self.parallel is not None:
+            stream = CounterStream.from_state_dict(state["stream"])
+            self.parallel_state = SGLDChains(theta=self.theta.detach().clone(), stream=stream)
 
 
 def sgld_update(
@@ -220,6 +251,11 @@ class SGLDMixtureConfig:
     checkpoint_every: int = option(4, "Checkpoint every this many chunks.")
     keep_last: int = option(2, "Numbered checkpoints to keep.")
     tensorboard: bool = option(False, "Also log the per-chunk scalars to RUN_DIR/tensorboard.")
+    compile: bool = option(
+        False,
+        "Run the chains as ParallelSGLD's compiled blocks of 10 steps (counter-based draws; "
+        "compiling takes about a minute first).",
+    )
 
     def __post_init__(self) -> None:
         for name in ("n_steps", "n_chains", "steps_per_chunk", "checkpoint_every", "keep_last"):
@@ -255,6 +291,7 @@ class SGLDMixtureRecipe(Recipe):
             step_size_start=c.step_size_start,
             step_size_end=c.step_size_end,
             gamma=c.gamma,
+            parallel=ParallelSGLD(log_prior, log_likelihood, self.data) if c.compile else None,
         )
         self.seconds = 0.0  # sampling time, over every resumption
 
