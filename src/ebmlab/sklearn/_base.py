@@ -164,9 +164,10 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         trainer = self._trainer(model, generator)
         if self.persistent and getattr(self, "_chains", None) is not None:
             trainer.objective.chains = torch.tensor(self._chains, device=device)
-            trainer.objective.chain_hidden_means = torch.tensor(
-                self._chain_hidden_means, device=device
-            )
+            # An estimator pickled before the means were stored recomputes them.
+            means = getattr(self, "_chain_hidden_means", None)
+            if means is not None:
+                trainer.objective.chain_hidden_means = torch.tensor(means, device=device)
         if not first_call:
             self._restore_offsets(trainer, device)
         loss = trainer.update(data)

@@ -99,15 +99,10 @@ def fused_cd_update(
     # Column sums scaled afterwards: cheaper than two means and a subtraction.
     grad_hidden = h_model.sum(0).mul_(1.0 / n_model).sub_(h_data.sum(0), alpha=1.0 / n_data)
     grad_visible = v_model.sum(0).mul_(1.0 / n_model).sub_(v_data.sum(0), alpha=1.0 / n_data)
-    hidden_term, visible_term = hidden_bias, visible_bias
-    if centered:  # the centered biases b_h + W^T mu and b_v + W lambda (see Notes)
-        hidden_term = torch.addmv(hidden_bias, weight.t(), visible_offset)
-        visible_term = torch.addmv(visible_bias, weight, hidden_offset)
-    loss = (
-        torch.dot(weight.view(-1), grad_weight.view(-1))
-        + torch.dot(hidden_term, grad_hidden)
-        + torch.dot(visible_term, grad_visible)
-    )
+    loss = None
+    if compute_loss:  # at the parameters before the step
+        loss = _surrogate_loss(model, grad_weight, grad_hidden, grad_visible,
+                               visible_offset, hidden_offset)  # fmt: skip
     if weight_decay:
         grad_weight.add_(weight, alpha=weight_decay)
     if centered:
@@ -120,7 +115,27 @@ def fused_cd_update(
     ):
         sgd_apply(optimizer, parameter, grad)
     optimizer._opt_called = True  # what optimizer.step() tells LR schedulers: a step was taken
-    return loss if compute_loss else None
+    return loss
+
+
+def _surrogate_loss(
+    model: BernoulliRBM,
+    grad_weight: torch.Tensor,
+    grad_hidden: torch.Tensor,
+    grad_visible: torch.Tensor,
+    visible_offset: torch.Tensor | None,
+    hidden_offset: torch.Tensor | None,
+) -> torch.Tensor:
+    """The CD surrogate's value from the (decay-free) gradients, centered or not (Notes)."""
+    hidden_term, visible_term = model.hidden_bias, model.visible_bias
+    if hidden_offset is not None:  # the centered biases b_h + W^T mu and b_v + W lambda
+        hidden_term = torch.addmv(model.hidden_bias, model.weight.t(), visible_offset)
+        visible_term = torch.addmv(model.visible_bias, model.weight, hidden_offset)
+    return (
+        torch.dot(model.weight.view(-1), grad_weight.view(-1))
+        + torch.dot(hidden_term, grad_hidden)
+        + torch.dot(visible_term, grad_visible)
+    )
 
 
 def plain_sgd_step(
