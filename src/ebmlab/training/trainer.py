@@ -22,6 +22,7 @@ from ebmlab._validation import (
 from ebmlab.models.matmul_precision import check_precision
 from ebmlab.models.rbm import BernoulliRBM
 from ebmlab.samplers.tempering import ParallelTempering, temperature_ladder
+from ebmlab.training.augmented_cd import PersistentChains, augmented_cd_epoch
 from ebmlab.training.cd import ContrastiveDivergence, cd_loss, sparsity_penalty
 from ebmlab.training.centering import Centering, check_offset_rate
 from ebmlab.training.compiled_gibbs import CompiledGibbs
@@ -411,6 +412,9 @@ class CDTrainer:
         # non-finite loss still stops the epoch's end before any checkpoint is written.
         total, count = torch.zeros((), dtype=data.dtype, device=data.device), 0
         with torch.set_grad_enabled(not self._fused):
+            if not progress and self._plain_sgd_epoch(data):
+                self._augmented_epoch(data[order])
+                batches, count = (), data.shape[0]
             for v in batches:
                 if config.dynamic_binarization:
                     v = torch.bernoulli(v, generator=self.sampling_generator)
@@ -431,6 +435,48 @@ class CDTrainer:
         if self.track_loss:
             record["loss"] = mean_over_ranks({"loss": loss}, self.context)["loss"]
         return record | self._tempering_metrics(counters)
+
+    def _plain_sgd_epoch(self, data: torch.Tensor) -> bool:
+        """Whether this epoch's every update is a plain SGD step that
+        :func:`~ebmlab.training.augmented_cd.augmented_cd_epoch` performs (no loss tracked,
+        no momentum, centering, tempering, compiled sweeps, binarisation or bfloat16)."""
+        groups = self.optimizer.param_groups
+        return (
+            self._fused
+            and not self.track_loss
+            and self.centering is None
+            and not self.config.dynamic_binarization
+            and self.objective.tempering is None
+            and self.objective.compiled_gibbs is None
+            and not any(group["momentum"] for group in groups)
+            and len({group["lr"] for group in groups}) == 1
+            and not self.model.reduced_precision(data)
+        )
+
+    def _augmented_epoch(self, shuffled: torch.Tensor) -> None:
+        """The epoch on bias-augmented matrices: the same updates and draws, fewer operations."""
+        objective = self.objective
+        chains = None
+        if objective.persistent:
+            chains = PersistentChains(
+                objective.chains,
+                objective.chain_hidden_means,
+                objective.n_chains,
+                objective.reuse_hidden_means,
+            )
+        chains = augmented_cd_epoch(
+            self.model,
+            shuffled,
+            batch_size=self.config.batch_size,
+            lr=self.optimizer.param_groups[0]["lr"],
+            k=objective.k,
+            chains=chains,
+            generator=self.sampling_generator,
+            weight_decay=self.config.weight_decay,
+        )
+        if chains is not None:
+            objective.chains, objective.chain_hidden_means = chains.visible, chains.hidden_means
+        self.optimizer._opt_called = True  # what optimizer.step() tells the LR scheduler
 
     def _minibatches(self, data: torch.Tensor, order: torch.Tensor):
         """This rank's minibatches in ``order``: views of one shuffled copy on a single process."""

@@ -1,0 +1,161 @@
+"""The bias-augmented plain SGD epoch equals the general update path, draw for draw."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ebmlab.models import BernoulliRBM
+from ebmlab.training import trainer as trainer_module
+from ebmlab.training.augmented_cd import PersistentChains, augmented_cd_epoch
+from ebmlab.training.trainer import CDConfig, CDTrainer
+
+
+def tiny_rbm(seed: int = 0) -> BernoulliRBM:
+    generator = torch.Generator().manual_seed(seed)
+    model = BernoulliRBM(9, 6, generator=generator, dtype=torch.float64)
+    with torch.no_grad():  # non-zero biases and larger weights: every term matters
+        model.weight.mul_(50.0)
+        model.visible_bias.normal_(generator=generator)
+        model.hidden_bias.normal_(generator=generator)
+    return model
+
+
+# 23 rows in batches of 5: the last minibatch is shorter than the others and the chains.
+DATA = torch.bernoulli(
+    torch.full((23, 9), 0.35, dtype=torch.float64), generator=torch.Generator().manual_seed(1)
+)
+
+CASES = {
+    "cd1": {"persistent": False},
+    "cd3-decay": {"persistent": False, "cd_k": 3, "weight_decay": 0.05},
+    "pcd1": {"persistent": True},
+    "pcd2-7-chains": {"persistent": True, "cd_k": 2, "n_chains": 7},
+    "pcd1-reused": {"persistent": True, "reuse_hidden_means": True},
+    "pcd2-reused-3-chains-decay": {
+        "persistent": True,
+        "reuse_hidden_means": True,
+        "cd_k": 2,
+        "n_chains": 3,
+        "weight_decay": 0.01,
+    },
+}
+
+
+def _train(options: dict, *, augmented: bool, monkeypatch, epochs: int = 3):
+    config = CDConfig(epochs=epochs, batch_size=5, lr=0.2, centering=False, final_lr_fraction=0.2,
+                      **{"weight_decay": 0.0} | options)  # fmt: skip
+    model = tiny_rbm()
+    # track_loss=True takes fused_cd_update (proven equal to autograd in test_cd_fused.py).
+    trainer = CDTrainer(model, config, generator=torch.Generator().manual_seed(2),
+                        track_loss=not augmented)  # fmt: skip
+    calls = []
+    original = trainer_module.augmented_cd_epoch
+    monkeypatch.setattr(trainer_module, "augmented_cd_epoch",
+                        lambda *a, **k: calls.append(1) or original(*a, **k))  # fmt: skip
+    for _ in range(epochs):
+        trainer.train_epoch(DATA)
+    assert len(calls) == (epochs if augmented else 0)
+    return model, trainer
+
+
+@pytest.mark.parametrize("options", CASES.values(), ids=CASES.keys())
+def test_augmented_epochs_equal_the_general_path(options, monkeypatch):
+    (fast, fast_trainer), (reference, reference_trainer) = (
+        _train(options, augmented=augmented, monkeypatch=monkeypatch)
+        for augmented in (True, False)
+    )
+    for a, b in zip(fast.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    # The initial parameters are far away: the test compares trained models.
+    assert not torch.allclose(fast.weight, tiny_rbm().weight, atol=1e-3)
+    objective, expected = fast_trainer.objective, reference_trainer.objective
+    if expected.chains is None:
+        assert objective.chains is None
+    else:  # the same draws compared with the same means: the same binary chains
+        assert torch.equal(objective.chains, expected.chains)
+        assert objective.chains.is_contiguous()
+    if expected.chain_hidden_means is None:
+        assert objective.chain_hidden_means is None
+    else:
+        torch.testing.assert_close(objective.chain_hidden_means, expected.chain_hidden_means)
+    assert torch.equal(fast_trainer.generator.get_state(), reference_trainer.generator.get_state())
+    # The learning rate decayed in both: the scheduler stepped after every epoch.
+    assert fast_trainer.optimizer.param_groups[0]["lr"] == pytest.approx(
+        reference_trainer.optimizer.param_groups[0]["lr"]
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"momentum": 0.5},
+        {"centering": True},
+        {"dynamic_binarization": True},
+        {"precision": "bfloat16"},
+        {"tempering": 3, "persistent": True},
+    ],
+    ids=["momentum", "centering", "binarisation", "bfloat16", "tempering"],
+)
+def test_other_settings_keep_the_per_update_path(change):
+    config = CDConfig(centering=False) if "centering" not in change else CDConfig()
+    config = CDConfig(**config.to_dict() | change)
+    model = BernoulliRBM(9, 6, generator=torch.Generator().manual_seed(0))
+    trainer = CDTrainer(model, config, generator=torch.Generator(), track_loss=False)
+    with torch.no_grad():
+        assert not trainer._plain_sgd_epoch(DATA.float())
+    plain = CDTrainer(model, CDConfig(centering=False), generator=torch.Generator(),
+                      track_loss=False)  # fmt: skip
+    with torch.no_grad():
+        assert plain._plain_sgd_epoch(DATA.float())
+
+
+def test_a_tracked_loss_or_a_progress_bar_keeps_the_per_update_path(monkeypatch):
+    monkeypatch.setattr(trainer_module, "augmented_cd_epoch", None)  # would fail if called
+    model = tiny_rbm()
+    tracked = CDTrainer(model, CDConfig(centering=False), generator=torch.Generator())
+    assert "loss" in tracked.train_epoch(DATA)
+    untracked = CDTrainer(model, CDConfig(centering=False), generator=torch.Generator(),
+                          track_loss=False)  # fmt: skip
+    assert "loss" not in untracked.train_epoch(DATA, progress=True)
+
+
+def test_one_cd1_update_is_the_formula():
+    # One minibatch, one sweep, no randomness that matters: hidden means 0 or 1 exactly
+    # would hide the sampling, so compare against the sweep redrawn by hand instead.
+    model = tiny_rbm(3)
+    data = DATA[:5]
+    weight, visible_bias, hidden_bias = (p.detach().clone() for p in model.parameters())
+    generator = torch.Generator().manual_seed(4)
+    augmented_cd_epoch(model, data, batch_size=5, lr=0.3, k=1, chains=None, generator=generator,
+                       weight_decay=0.1)  # fmt: skip
+    replay = torch.Generator().manual_seed(4)
+    h_data = torch.sigmoid(data @ weight + hidden_bias)
+    hidden = (torch.rand(h_data.shape, generator=replay, dtype=torch.float64) < h_data).double()
+    v_mean = torch.sigmoid(hidden @ weight.T + visible_bias)
+    v_model = (torch.rand(v_mean.shape, generator=replay, dtype=torch.float64) < v_mean).double()
+    h_model = torch.sigmoid(v_model @ weight + hidden_bias)
+    expected = (1 - 0.3 * 0.1) * weight + 0.3 * (data.T @ h_data - v_model.T @ h_model) / 5
+    torch.testing.assert_close(model.weight.detach(), expected)
+    torch.testing.assert_close(
+        model.hidden_bias.detach(), hidden_bias + 0.3 * (h_data.mean(0) - h_model.mean(0))
+    )
+    torch.testing.assert_close(
+        model.visible_bias.detach(), visible_bias + 0.3 * (data.mean(0) - v_model.mean(0))
+    )
+
+
+def test_reused_means_are_returned_and_fresh_chains_start_from_the_first_batch():
+    model = tiny_rbm(5)
+    start = PersistentChains(None, None, n_chains=7, reuse_hidden_means=True)
+    chains = augmented_cd_epoch(model, DATA[:5], batch_size=5, lr=0.0, k=1, chains=start,
+                                generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert chains.visible.shape == (7, 9) and chains.hidden_means.shape == (7, 6)
+    # lr 0: the parameters stay, and the returned means are p(h = 1 | returned chains).
+    torch.testing.assert_close(chains.hidden_means, model.mean_h(chains.visible).detach())
+    recomputed = augmented_cd_epoch(
+        model, DATA[:5], batch_size=5, lr=0.0, k=1,
+        chains=PersistentChains(chains.visible, None, n_chains=7),
+        generator=torch.Generator(),
+    )  # fmt: skip
+    assert recomputed.hidden_means is None and recomputed.visible.shape == (7, 9)
