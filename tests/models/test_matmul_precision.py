@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,20 @@ def test_bfloat16_training_learns_as_well_as_float32():
     for score in scores["bfloat16"]:
         assert abs(score - float(reference.mean())) < spread, (score, scores)
     assert math.isfinite(spread)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bfloat16_on_a_cpu_without_its_units_warns_that_float32_is_faster(monkeypatch, native):
+    from ebmlab.models import matmul_precision
+
+    monkeypatch.setattr(matmul_precision, "cpu_has_native_bfloat16", lambda: native)
+    model = BernoulliRBM(4, 3, generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.set_precision("bfloat16")
+        model.set_precision("float32")  # never warns
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    if native:
+        assert messages == []
+    else:
+        assert len(messages) == 1 and "use precision='float32' here" in messages[0]

@@ -35,3 +35,65 @@ def test_an_eager_function_raises_its_own_errors():
     assert function._run is double
     with pytest.raises(TypeError):
         function("not a tensor", "two arguments")
+
+
+def test_cpu_tensors_get_the_cpp_loops_with_the_thread_option(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda f, **kw: calls.append(kw) or f)
+    function = CompiledFunction(double, "the test runs", kernel_threads=1)
+    assert function._run is None  # built at the first call, for its arguments' device
+    assert torch.equal(function(torch.ones(3)), torch.full((3,), 2.0))
+    assert calls == [{"dynamic": False, "options": {"cpp.threads": 1}}]
+    assert function.cuda_graphs is False
+    function(torch.ones(3))
+    assert len(calls) == 1  # compiled once
+
+
+def test_cuda_tensors_get_cuda_graphs_with_cloned_outputs(monkeypatch):
+    # Without a GPU: the device test and torch.compile replaced, the wiring checked.
+    from ebmlab.samplers import compiled
+
+    calls, steps, results = [], [], []
+
+    def graph_replay(x):
+        results.append(2 * x)  # what a replayed graph hands out: its static output buffer
+        return results[-1], (x,)
+
+    monkeypatch.setattr(torch, "compile", lambda f, **kw: calls.append(kw) or graph_replay)
+    monkeypatch.setattr(compiled, "on_cuda", lambda arguments: True)
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: steps.append(1))
+    function = CompiledFunction(double, "the test runs", kernel_threads=1)
+    doubled, (same,) = function(torch.ones(3))
+    assert calls == [{"dynamic": False, "mode": "reduce-overhead"}]  # no thread option
+    assert function.cuda_graphs and steps == [1]
+    assert torch.equal(doubled, torch.full((3,), 2.0))
+    # Outputs are copies: the next replay's writes into its buffers do not reach them.
+    assert doubled is not results[-1] and same.data_ptr() != results[-1].data_ptr()
+    results[-1].zero_()
+    assert torch.equal(doubled, torch.full((3,), 2.0))
+
+
+def test_on_cuda_looks_through_nested_arguments():
+    from ebmlab.samplers.compiled import on_cuda
+
+    assert not on_cuda((torch.ones(2), [torch.zeros(1), {"a": torch.ones(1)}], 3, "x"))
+    if torch.cuda.is_available():
+        assert on_cuda((1, [{"a": torch.ones(1, device="cuda")}]))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_compiled_chain_on_cuda_draws_what_the_eager_one_draws():
+    from ebmlab.samplers import CompiledChain, Langevin
+
+    def energy(x):
+        return 0.5 * (x**2).sum(-1)
+
+    sampler = Langevin(energy, step_size=0.1)
+    x0 = torch.zeros(64, 2, device="cuda")
+    eager, graphed = (CompiledChain(sampler, steps_per_call=5, compile=c) for c in (False, True))
+    states = [chain.init(x0, generator=torch.Generator("cuda").manual_seed(3))
+              for chain in (eager, graphed)]  # fmt: skip
+    for _ in range(3):
+        states = [chain.run(state, 10)[0] for chain, state in zip((eager, graphed), states)]
+    assert graphed._block.cuda_graphs
+    torch.testing.assert_close(states[1].x, states[0].x, rtol=1e-5, atol=1e-5)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ebmlab.models import BernoulliRBM
+from ebmlab.models import BernoulliRBM, GaussianBernoulliRBM
 from ebmlab.training import trainer as trainer_module
-from ebmlab.training.augmented_cd import PersistentChains, augmented_cd_epoch
+from ebmlab.training.augmented_cd import PersistentChains, augmented_cd_epoch, supports
 from ebmlab.training.trainer import CDConfig, CDTrainer
 
 
-def tiny_rbm(seed: int = 0) -> BernoulliRBM:
+def tiny_rbm(seed: int = 0, kind: type = BernoulliRBM) -> BernoulliRBM:
     generator = torch.Generator().manual_seed(seed)
-    model = BernoulliRBM(9, 6, generator=generator, dtype=torch.float64)
+    model = kind(9, 6, generator=generator, dtype=torch.float64)
     with torch.no_grad():  # non-zero biases and larger weights: every term matters
         model.weight.mul_(50.0)
         model.visible_bias.normal_(generator=generator)
@@ -25,6 +25,9 @@ def tiny_rbm(seed: int = 0) -> BernoulliRBM:
 DATA = torch.bernoulli(
     torch.full((23, 9), 0.35, dtype=torch.float64), generator=torch.Generator().manual_seed(1)
 )
+# Standardised real values for the Gaussian-Bernoulli RBM.
+REAL_DATA = torch.randn(23, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+KINDS = {"bernoulli": (BernoulliRBM, DATA), "gaussian": (GaussianBernoulliRBM, REAL_DATA)}
 
 CASES = {
     "cd1": {"persistent": False},
@@ -42,11 +45,13 @@ CASES = {
 }
 
 
-def _train(options: dict, *, augmented: bool, monkeypatch, epochs: int = 3):
+def _train(options: dict, *, augmented: bool, monkeypatch, kind: str, epochs: int = 3):
     config = CDConfig(epochs=epochs, batch_size=5, lr=0.2, centering=False, final_lr_fraction=0.2,
                       **{"weight_decay": 0.0} | options)  # fmt: skip
-    model = tiny_rbm()
-    # track_loss=True takes fused_cd_update (proven equal to autograd in test_cd_fused.py).
+    model_class, data = KINDS[kind]
+    model = tiny_rbm(kind=model_class)
+    # track_loss=True takes fused_cd_update (proven equal to autograd in test_cd_fused.py);
+    # the Gaussian-Bernoulli RBM, the autograd path itself.
     trainer = CDTrainer(model, config, generator=torch.Generator().manual_seed(2),
                         track_loss=not augmented)  # fmt: skip
     calls = []
@@ -54,26 +59,27 @@ def _train(options: dict, *, augmented: bool, monkeypatch, epochs: int = 3):
     monkeypatch.setattr(trainer_module, "augmented_cd_epoch",
                         lambda *a, **k: calls.append(1) or original(*a, **k))  # fmt: skip
     for _ in range(epochs):
-        trainer.train_epoch(DATA)
+        trainer.train_epoch(data)
     assert len(calls) == (epochs if augmented else 0)
     return model, trainer
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("options", CASES.values(), ids=CASES.keys())
-def test_augmented_epochs_equal_the_general_path(options, monkeypatch):
+def test_augmented_epochs_equal_the_general_path(options, kind, monkeypatch):
     (fast, fast_trainer), (reference, reference_trainer) = (
-        _train(options, augmented=augmented, monkeypatch=monkeypatch)
+        _train(options, augmented=augmented, monkeypatch=monkeypatch, kind=kind)
         for augmented in (True, False)
     )
     for a, b in zip(fast.parameters(), reference.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     # The initial parameters are far away: the test compares trained models.
-    assert not torch.allclose(fast.weight, tiny_rbm().weight, atol=1e-3)
+    assert not torch.allclose(fast.weight, tiny_rbm(kind=KINDS[kind][0]).weight, atol=1e-3)
     objective, expected = fast_trainer.objective, reference_trainer.objective
     if expected.chains is None:
         assert objective.chains is None
-    else:  # the same draws compared with the same means: the same binary chains
-        assert torch.equal(objective.chains, expected.chains)
+    else:  # the same draws from the same means: the same chains (binary: exactly)
+        torch.testing.assert_close(objective.chains, expected.chains, rtol=1e-10, atol=1e-12)
         assert objective.chains.is_contiguous()
     if expected.chain_hidden_means is None:
         assert objective.chain_hidden_means is None
@@ -108,6 +114,22 @@ def test_other_settings_keep_the_per_update_path(change):
                       track_loss=False)  # fmt: skip
     with torch.no_grad():
         assert plain._plain_sgd_epoch(DATA.float())
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        GaussianBernoulliRBM(4, 3, sigma=2.0),
+        GaussianBernoulliRBM(4, 3, learn_sigma=True),
+    ],
+    ids=["sigma-2", "learnt-sigma"],
+)
+def test_gaussian_units_other_than_unit_variance_keep_the_autograd_path(model):
+    assert supports(GaussianBernoulliRBM(4, 3))
+    assert not supports(model)
+    trainer = CDTrainer(model, CDConfig(centering=False), generator=torch.Generator(),
+                        track_loss=False)  # fmt: skip
+    assert not trainer._plain_sgd_epoch(REAL_DATA.float()[:, :4])
 
 
 def test_a_tracked_loss_or_a_progress_bar_keeps_the_per_update_path(monkeypatch):

@@ -19,6 +19,7 @@ from ebmlab.models.matmul_precision import (
     BFloat16Copy,
     bfloat16_addmm,
     check_precision,
+    warn_if_emulated,
 )
 
 
@@ -117,6 +118,8 @@ class BernoulliRBM(nn.Module):
     def set_precision(self, precision: str) -> BernoulliRBM:
         """Use ``"bfloat16"`` or ``"float32"`` operands in the conditionals' products; returns ``self``."""
         self.precision = check_precision(precision)
+        if self.precision == "bfloat16":
+            warn_if_emulated(self.weight.device)
         self._weight_bf16 = BFloat16Copy()
         return self
 

@@ -6,8 +6,8 @@ update on the fixed cost of each tensor operation, a few microseconds, not on ar
 into the products, so that one update is two products for the statistics and one per
 conditional, with every buffer allocated once per epoch: 13 operations instead of 17 and
 about 1.5x scikit-learn's fit on digits (benchmarks/RESULTS.md). :class:`CDTrainer
-<ebmlab.training.CDTrainer>` takes it for whole epochs of a plain Bernoulli RBM whose
-step is plain SGD (no momentum, no centering, no tracked loss, float operands, no
+<ebmlab.training.CDTrainer>` takes it for whole epochs of a Bernoulli RBM (or a
+Gaussian-Bernoulli RBM with unit variances, :func:`supports`) whose step is plain SGD (no momentum, no centering, no tracked loss, float operands, no
 tempering or compiled sweeps, no dynamic binarisation); it draws the same random numbers
 in the same order as the general path, and ``tests/training/test_cd_augmented.py``
 proves the two equal in float64.
@@ -35,7 +35,10 @@ is :math:`A \mathrel{+}= \tfrac{\eta}{N} \tilde v_d^\top \tilde h_d - \tfrac{\et
 \tilde v_m^\top \tilde h_m`: the ones column of :math:`\tilde v` turns the products'
 last row into the hidden bias step, that of :math:`\tilde h` the last column into the
 visible one. The corner collects :math:`\eta - \eta` and is never read. Weight decay
-:math:`\omega` scales the :math:`W` block by :math:`1 - \eta\omega` first.
+:math:`\omega` scales the :math:`W` block by :math:`1 - \eta\omega` first. A
+Gaussian-Bernoulli RBM with :math:`\sigma = 1` has the same step (its free energy's
+gradients in :math:`W, b_v, b_h` are :math:`-v^\top \bar h`, :math:`-(v - b_v)` and
+:math:`-\bar h`) and draws :math:`v = \tilde h A_{:n_v, :}^\top + \varepsilon`.
 """
 
 from __future__ import annotations
@@ -45,7 +48,28 @@ from dataclasses import dataclass
 import torch
 
 from ebmlab._grad import without_grad
+from ebmlab.models.gaussian_rbm import GaussianBernoulliRBM
 from ebmlab.models.rbm import BernoulliRBM
+
+LayeredRBM = BernoulliRBM | GaussianBernoulliRBM
+
+
+def supports(model: object) -> bool:
+    r"""Whether :func:`augmented_cd_epoch` performs ``model``'s plain SGD update exactly.
+
+    A Bernoulli RBM, or a Gaussian-Bernoulli RBM with unit visible variances held fixed
+    (standardised data; ``sigma=1, learn_sigma=False``, its defaults): then
+    :math:`p(v \mid h) = \mathcal{N}(b + W h, I)`, whose mean is the same augmented product,
+    and the CD step has the Bernoulli RBM's form. Any other :math:`\sigma` leaves the
+    per-unit factors :math:`1 / \sigma_i` that this layout does not carry.
+    """
+    if type(model) is BernoulliRBM:
+        return True
+    return (
+        type(model) is GaussianBernoulliRBM
+        and not model.learn_sigma
+        and bool((model.log_sigma == 0).all())
+    )
 
 
 @dataclass
@@ -68,7 +92,7 @@ class PersistentChains:
 class _Buffers:
     """The augmented weights and the epoch's preallocated unit buffers (ones columns set)."""
 
-    def __init__(self, model: BernoulliRBM, n_rows: int) -> None:
+    def __init__(self, model: LayeredRBM, n_rows: int) -> None:
         n_visible, n_hidden = model.n_visible, model.n_hidden
         weight = model.weight
         self.augmented = weight.new_zeros(n_visible + 1, n_hidden + 1)
@@ -82,9 +106,11 @@ class _Buffers:
         # Rows enough for a minibatch or the chains; views of the first rows serve both.
         self.data_hidden = weight.new_ones(n_rows, n_hidden + 1)
         self.hidden_sample = weight.new_ones(n_rows, n_hidden + 1)
+        # Gaussian visible units: the standard normal draws, as torch.randn lays them out.
+        self.noise = None if model.binary_visible else weight.new_empty(n_rows, n_visible)
         self.n_visible, self.n_hidden = n_visible, n_hidden
 
-    def write_back(self, model: BernoulliRBM) -> None:
+    def write_back(self, model: LayeredRBM) -> None:
         model.weight.copy_(self.weight_block)
         model.visible_bias.copy_(self.augmented[: self.n_visible, self.n_hidden])
         model.hidden_bias.copy_(self.augmented[self.n_visible, : self.n_hidden])
@@ -99,7 +125,7 @@ def _augment(rows: torch.Tensor) -> torch.Tensor:
 
 @without_grad
 def augmented_cd_epoch(
-    model: BernoulliRBM,
+    model: LayeredRBM,
     shuffled: torch.Tensor,
     *,
     batch_size: int,
@@ -113,8 +139,9 @@ def augmented_cd_epoch(
 
     Parameters
     ----------
-    model : BernoulliRBM
-        Its parameters are read at the start and written at the end of the epoch.
+    model : BernoulliRBM or GaussianBernoulliRBM
+        One that :func:`supports` accepts; its parameters are read at the start and
+        written at the end of the epoch.
     shuffled : Tensor of shape (n_samples, n_visible)
         The epoch's data in its visiting order; minibatches are consecutive rows.
     batch_size, lr, k, weight_decay
@@ -220,6 +247,12 @@ def _sweep(
     n_hidden, n_visible = buffers.n_hidden, buffers.n_visible
     sample = buffers.hidden_sample[: visible.shape[0]]
     sample[:, :n_hidden].uniform_(generator=generator).lt_(start[:, :n_hidden])
-    visible_means = torch.mm(sample, buffers.to_visible).sigmoid_()
-    visible[:, :n_visible].uniform_(generator=generator).lt_(visible_means)
+    visible_units = visible[:, :n_visible]
+    if buffers.noise is None:  # Bernoulli: v = 1 where u < p(v = 1 | h)
+        visible_means = torch.mm(sample, buffers.to_visible).sigmoid_()
+        visible_units.uniform_(generator=generator).lt_(visible_means)
+    else:  # Gaussian, unit variances: v = b + W h + noise
+        noise = buffers.noise[: visible.shape[0]]
+        torch.randn(noise.shape, generator=generator, out=noise)
+        torch.addmm(noise, sample, buffers.to_visible, out=visible_units)
     _hidden_means(buffers, visible, hidden)

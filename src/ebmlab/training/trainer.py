@@ -22,6 +22,7 @@ from ebmlab._validation import (
 from ebmlab.models.matmul_precision import check_precision
 from ebmlab.models.rbm import BernoulliRBM
 from ebmlab.samplers.tempering import ParallelTempering, temperature_ladder
+from ebmlab.training import augmented_cd
 from ebmlab.training.augmented_cd import PersistentChains, augmented_cd_epoch
 from ebmlab.training.cd import ContrastiveDivergence, cd_loss, sparsity_penalty
 from ebmlab.training.centering import Centering, check_offset_rate
@@ -304,11 +305,13 @@ class CDTrainer:
         self.epoch = 0  # number of completed epochs
         # The analytic CD update holds for the plain Bernoulli RBM's energy only; across
         # ranks the gradients must exist as tensors to be averaged.
-        self._fused = (
-            type(model) is BernoulliRBM
-            and not (config.sparsity_target is not None and config.sparsity_cost > 0)
+        plain_energy = (
+            not (config.sparsity_target is not None and config.sparsity_cost > 0)
             and not self.context.enabled
         )
+        self._fused = plain_energy and type(model) is BernoulliRBM
+        # Whole plain-SGD epochs on bias-augmented matrices (_plain_sgd_epoch).
+        self._augmentable = plain_energy and augmented_cd.supports(model)
 
     # ----- one update / one epoch ----------------------------------------------------
     def update(self, v_data: torch.Tensor) -> float | None:
@@ -441,8 +444,9 @@ class CDTrainer:
         :func:`~ebmlab.training.augmented_cd.augmented_cd_epoch` performs (no loss tracked,
         no momentum, centering, tempering, compiled sweeps, binarisation or bfloat16)."""
         groups = self.optimizer.param_groups
+        reduced_precision = getattr(self.model, "reduced_precision", None)
         return (
-            self._fused
+            self._augmentable
             and not self.track_loss
             and self.centering is None
             and not self.config.dynamic_binarization
@@ -450,7 +454,7 @@ class CDTrainer:
             and self.objective.compiled_gibbs is None
             and not any(group["momentum"] for group in groups)
             and len({group["lr"] for group in groups}) == 1
-            and not self.model.reduced_precision(data)
+            and not (reduced_precision is not None and reduced_precision(data))
         )
 
     def _augmented_epoch(self, shuffled: torch.Tensor) -> None:
