@@ -6,6 +6,7 @@ measured under the same load; peers that are not installed are reported as such.
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -18,6 +19,29 @@ N_VISIBLE, N_HIDDEN, BATCH = 784, 500, 100
 # CD-1/PCD-1 updates cost 5 GEMMs of B*V*H multiply-adds, PCD-1 6 when the hidden means
 # of the chains are recomputed under the new parameters (see ebmlab.training.cd).
 GEMMS = {"CD-1": 5, "PCD-1": 5, "PCD-1, fresh hidden means": 6}
+
+
+def precisions() -> tuple[str, ...]:
+    """The precisions to time: bfloat16 only on a CPU with bfloat16 units (or when
+    ``EBMLAB_BENCH_BFLOAT16=1`` asks). Emulated bfloat16 GEMMs run 3x (AVX-512) to 60x
+    (AVX2) slower than float32, so their rows say nothing new and the AIS row alone would
+    take twenty minutes; :func:`skipped_bfloat16` reports the emulated rate instead."""
+    from ebmlab.models.matmul_precision import cpu_has_native_bfloat16
+
+    forced = os.environ.get("EBMLAB_BENCH_BFLOAT16") == "1"
+    return ("float32", "bfloat16") if forced or cpu_has_native_bfloat16() else ("float32",)
+
+
+def skipped_bfloat16(workload: str) -> list[dict]:
+    """A row saying the bfloat16 rows were skipped, with this CPU's two GEMM rates."""
+    if "bfloat16" in precisions():
+        return []
+    rates = {p: gemm_flops_per_second(BATCH, N_VISIBLE, N_HIDDEN, dtype=getattr(torch, p)) / 1e9
+             for p in ("float32", "bfloat16")}  # fmt: skip
+    note = (f"skipped: no bfloat16 units; GEMM {rates['bfloat16']:.0f} GFLOP/s in bfloat16 "
+            f"against {rates['float32']:.0f} in float32 (EBMLAB_BENCH_BFLOAT16=1 runs it)")  # fmt: skip
+    return [_row(workload, None, "", "-", None, higher_is_better=True, note=note,
+                 precision="bfloat16")]  # fmt: skip
 
 
 def _row(
@@ -121,17 +145,17 @@ def rbm(n_samples: int, repeats: int) -> list[dict]:
         precision: gemm_flops_per_second(
             BATCH, N_VISIBLE, N_HIDDEN, dtype=getattr(torch, precision)
         )
-        for precision in ("float32", "bfloat16")
+        for precision in precisions()
     }
     sklearn_rate = n_samples / best_of(sklearn_rbm_epoch(data.numpy()), repeats)
     learnergy = learnergy_rbm_epoch(data)
     learnergy_rate = None if learnergy is None else n_samples / best_of(learnergy, repeats)
     rows = []
     variants = [(name, persistent, precision, False, False)
-                for precision in ("float32", "bfloat16")
+                for precision in precisions()
                 for name, persistent in (("CD-1", False), ("PCD-1", True))]  # fmt: skip
     variants += [(name, persistent, precision, False, True)
-                 for precision in ("float32", "bfloat16")
+                 for precision in precisions()
                  for name, persistent in (("CD-1", False), ("PCD-1", True))]  # fmt: skip
     variants += [("PCD-1, fresh hidden means", True, "float32", False, False),
                  ("PCD-1", True, "float32", True, False)]  # fmt: skip
@@ -156,7 +180,7 @@ def rbm(n_samples: int, repeats: int) -> list[dict]:
             )
             rows.append(_row(label, value, "samples/s", "learnergy", learnergy_rate,
                              higher_is_better=True, bound=bound, note=peer_note))  # fmt: skip
-    return rows
+    return rows + skipped_bfloat16("RBM CD-1 and PCD-1 784-500 b100")
 
 
 def ais(n_betas: int) -> list[dict]:
@@ -170,7 +194,7 @@ def ais(n_betas: int) -> list[dict]:
     from ebmlab.estimators import ais_log_partition
 
     rows, estimates = [], {}
-    for precision in ("float32", "bfloat16"):
+    for precision in precisions():
         model = build_model(N_VISIBLE, N_HIDDEN, seed=0).set_precision(precision)
         estimates[precision] = estimate = ais_log_partition(
             model,
@@ -193,7 +217,7 @@ def ais(n_betas: int) -> list[dict]:
                          bound=bound / estimate.seconds, note=note,
                          precision=precision))  # fmt: skip
     rows.append(_compiled_ais(n_betas, estimates["float32"], rows[0]["peer_value"]))
-    return rows
+    return rows + skipped_bfloat16(f"AIS 784-500, 100 chains, {n_betas} betas")
 
 
 def _compiled_ais(n_betas: int, reference, bound: float) -> dict:
@@ -324,13 +348,12 @@ def jem(n_iterations: int) -> list[dict]:
 
     settings = Namespace(iterations=n_iterations, width=16, n_steps=20, batch_size=64)
     jem_times, classifier_times = measure(settings, 1.0), measure(settings, 0.0)
-    bf16_times = measure(settings, 1.0, "bfloat16")
     total = jem_times["total_seconds"]
     note = (
         f"sampling {jem_times['sample_seconds'] / total:.0%}, buffer {1000 * jem_times['buffer_seconds']:.2f} ms, "
         f"classifier step {jem_times['step_seconds']:.3f} s; classifier alone {classifier_times['total_seconds']:.3f} s"
     )
-    return [
+    rows = [
         _row(
             "JEM small CNN b64, 20 SGLD steps",
             total,
@@ -339,7 +362,12 @@ def jem(n_iterations: int) -> list[dict]:
             None,
             higher_is_better=False,
             note=note,
-        ),
+        )
+    ]
+    if "bfloat16" not in precisions():
+        return rows + skipped_bfloat16("JEM as above, bfloat16 sampling")
+    bf16_times = measure(settings, 1.0, "bfloat16")
+    return rows + [
         _row(
             "JEM as above, bfloat16 sampling",
             bf16_times["total_seconds"],
