@@ -35,6 +35,7 @@ def build(
     config = JEMConfig(
         batch_size=args.batch_size, n_steps=args.n_steps, p_x_weight=p_x_weight,
         warmup_iterations=0, sampling_dtype=sampling_dtype,
+        buffer_init="uniform",  # the default per-class Gaussians need real data to fit
     )  # fmt: skip
     trainer = JEMTrainer(model, config, seed=0, sample_shape=(784,))
     x = torch.rand((args.batch_size, 784), generator=generator) * 2 - 1
