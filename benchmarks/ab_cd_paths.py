@@ -5,9 +5,11 @@ scikit-learn's algorithm (uncentered, no momentum; PCD's sweep starts from the p
 update's hidden means, ``reuse_hidden_means``). The paths alternate twice so that drifting
 load on a shared machine hits each, and scikit-learn is timed anew beside every row:
 autograd (the path of other models), fused (``training/fused_cd.py``, the default), fused
-in bfloat16, fused with compiled sweeps (``--compile``; its compilation happens in the
-first, untimed call of ``best_of``) and, for PCD, fused with the chains' hidden means
-recomputed (six GEMMs instead of five).
+in bfloat16 (only on a CPU with bfloat16 units, see ``workloads.precisions``), fused with
+compiled sweeps (``--compile``; its compilation happens in the first, untimed call of
+``best_of``), the whole epoch on bias-augmented matrices (``training/augmented_cd.py``, what
+an untracked loss gives: the scikit-learn adapter's path) and, for PCD, fused with the
+chains' hidden means recomputed (six GEMMs instead of five).
 
     cd benchmarks && python ab_cd_paths.py
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import torch
 from _common import best_of, machine_summary
-from workloads import fashion_binary, sklearn_rbm_epoch
+from workloads import fashion_binary, precisions, sklearn_rbm_epoch
 
 from ebmlab.models import BernoulliRBM
 from ebmlab.training.trainer import CDConfig, CDTrainer
@@ -27,7 +29,10 @@ PATHS = {  # name: CDConfig overrides
     "fused": {},
     "fused, bfloat16": {"precision": "bfloat16"},
     "fused + compiled sweeps": {"compile": True},
+    "augmented epoch (untracked loss)": {},
 }
+if "bfloat16" not in precisions():
+    del PATHS["fused, bfloat16"]
 PCD_ONLY = {"fused, fresh hidden means": {"reuse_hidden_means": False}}
 
 
@@ -37,7 +42,7 @@ def epoch(data: torch.Tensor, *, persistent: bool, path: str) -> None:
     options = {"reuse_hidden_means": persistent} | (PATHS | PCD_ONLY)[path]
     config = CDConfig(epochs=1, batch_size=100, lr=0.01, persistent=persistent,
                       centering=False, **options)  # fmt: skip
-    trainer = CDTrainer(model, config, generator=generator)
+    trainer = CDTrainer(model, config, generator=generator, track_loss="untracked" not in path)
     trainer._fused = path != "autograd"  # the switch the trainer sets for a plain RBM
     trainer.train_epoch(data)
 
@@ -52,7 +57,7 @@ def main() -> None:
             sklearn = N_SAMPLES / best_of(sklearn_rbm_epoch(data.numpy()), 3)
             run = lambda p=persistent, q=path: epoch(data, persistent=p, path=q)  # noqa: E731
             ours = N_SAMPLES / best_of(run, 3)
-            print(f"{name:6s} {path:26s} {ours:8.0f} samples/s  {ours / sklearn:5.2f}x "
+            print(f"{name:6s} {path:33s} {ours:8.0f} samples/s  {ours / sklearn:5.2f}x "
                   f"scikit-learn ({sklearn:.0f})", flush=True)  # fmt: skip
 
 

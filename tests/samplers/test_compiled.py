@@ -94,6 +94,8 @@ def test_a_compiled_chain_on_cuda_draws_what_the_eager_one_draws():
     states = [chain.init(x0, generator=torch.Generator("cuda").manual_seed(3))
               for chain in (eager, graphed)]  # fmt: skip
     for _ in range(3):
-        states = [chain.run(state, 10)[0] for chain, state in zip((eager, graphed), states)]
+        states = [
+            chain.run(state, 10)[0] for chain, state in zip((eager, graphed), states, strict=True)
+        ]
     assert graphed._block.cuda_graphs
     torch.testing.assert_close(states[1].x, states[0].x, rtol=1e-5, atol=1e-5)

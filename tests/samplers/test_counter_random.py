@@ -54,8 +54,28 @@ def failed_checks(u: torch.Tensor) -> list[str]:
 def test_mixer_matches_its_definition_in_exact_integers():
     values = [0, 1, 2, 0xFFFF, 0x10000, 2**31 - 1, 2**31, 2**32 - 1]
     values += [random.Random(0).randrange(2**32) for _ in range(200)]
-    got = mix32(torch.tensor(values, dtype=torch.int64)).tolist()
+    words = torch.tensor([v - 2**32 if v >= 2**31 else v for v in values], dtype=torch.int32)
+    got = (mix32(words).to(torch.int64) & 0xFFFFFFFF).tolist()  # the int32 bits, unsigned
     assert got == [reference_mix32(v) for v in values]
+
+
+@pytest.mark.parametrize(
+    "counter",
+    [0, 5, 2**31 - 3, 2**32 - 7, 2**32, 3 * 2**32 - 1, 2**40 + 12345, 2**62 + 2**32 - 2],
+    ids=lambda c: hex(c),
+)
+def test_words_follow_the_64_bit_counter_across_the_low_words_wrap(counter):
+    # i = 2^32 i_1 + i_0, x_i = g(g(i_0 ^ k_0) ^ i_1 ^ k_1), in unbounded integers.
+    n = 16
+    expected = [
+        reference_mix32(reference_mix32(((counter + i) & 0xFFFFFFFF) ^ 0x1234ABCD)
+                        ^ ((counter + i) >> 32) ^ 0x0BADF00D)
+        for i in range(n)
+    ]  # fmt: skip
+    got = counter_bits(KEY, torch.tensor(counter, dtype=torch.int64), n)
+    assert got.dtype == torch.int64 and got.tolist() == expected
+    uniforms = counter_uniform(KEY, torch.tensor(counter, dtype=torch.int64), n)
+    assert uniforms.tolist() == [(x >> 8) * 2.0**-24 for x in expected]
 
 
 def test_stream_passes_uniformity_and_independence_checks():

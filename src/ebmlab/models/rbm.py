@@ -99,7 +99,7 @@ class BernoulliRBM(nn.Module):
         precision: str = "float32",
     ) -> None:
         super().__init__()
-        self.set_precision(precision)
+        check_precision(precision)  # before any work, as every argument is checked
         self.n_visible = check_positive_int("n_visible", n_visible)
         self.n_hidden = check_positive_int("n_hidden", n_hidden)
         check_nonnegative_float("weight_std", weight_std)
@@ -111,6 +111,7 @@ class BernoulliRBM(nn.Module):
         )
         self.visible_bias = nn.Parameter(torch.zeros(n_visible, dtype=dtype, device=device))
         self.hidden_bias = nn.Parameter(torch.zeros(n_hidden, dtype=dtype, device=device))
+        self.set_precision(precision)
 
     def extra_repr(self) -> str:
         return f"n_visible={self.n_visible}, n_hidden={self.n_hidden}"
@@ -118,7 +119,7 @@ class BernoulliRBM(nn.Module):
     def set_precision(self, precision: str) -> BernoulliRBM:
         """Use ``"bfloat16"`` or ``"float32"`` operands in the conditionals' products; returns ``self``."""
         self.precision = check_precision(precision)
-        if self.precision == "bfloat16":
+        if self.precision == "bfloat16" and self.weight.dtype == torch.float32:
             warn_if_emulated(self.weight.device)
         self._weight_bf16 = BFloat16Copy()
         return self

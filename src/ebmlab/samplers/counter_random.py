@@ -15,9 +15,11 @@ Mersenne twister into memory first. Eager, the same expression is slower than
 ``torch.rand``; its value is identical, so a compiled and an eager run draw the same
 numbers and a run is reproducible from its seed either way.
 
-All arithmetic stays inside int64 without overflow: values are 32-bit, and the
-multiplier above :math:`2^{31}` is applied in two 16-bit halves. 24 bits per uniform
-are float32's resolution, as for ``torch.rand``.
+The words are int32 tensors: products wrap modulo :math:`2^{32}` (the mixer's
+arithmetic) and right shifts are masked to be logical, so every operation is a 32-bit
+vector instruction, also on AVX2 CPUs, which have no 64-bit vector multiply (an int64
+formulation ran 3.6x slower compiled on an AMD EPYC Zen 3). 24 bits per uniform are
+float32's resolution, as for ``torch.rand``.
 
 References
 ----------
@@ -35,22 +37,41 @@ import torch
 
 _MASK32 = 0xFFFFFFFF
 _MULTIPLIER_1 = 0x7FEB352D
-_MULTIPLIER_2_HIGH, _MULTIPLIER_2_LOW = 0x846C, 0xA68B  # 0x846ca68b in 16-bit halves
+_MULTIPLIER_2 = 0x846CA68B - 2**32  # as a signed 32-bit integer: the same bits
 
 
-def _times_multiplier_2(x: torch.Tensor) -> torch.Tensor:
-    # (x * 0x846ca68b) mod 2^32 without leaving int64: x < 2^32, each half-product < 2^48.
-    high = ((x * _MULTIPLIER_2_HIGH) & 0xFFFF) << 16
-    return (x * _MULTIPLIER_2_LOW + high) & _MASK32
+def _as_int32(words: torch.Tensor) -> torch.Tensor:
+    """int64 values in [0, 2^32) as int32 tensors holding the same 32 bits."""
+    return (words - ((words >> 31) << 32)).to(torch.int32)
+
+
+def _shift_right(x: torch.Tensor, shift: int) -> torch.Tensor:
+    """The logical (unsigned) right shift of int32 words; ``>>`` alone copies the sign bit."""
+    return (x >> shift) & ((1 << (32 - shift)) - 1)
 
 
 def mix32(x: torch.Tensor) -> torch.Tensor:
-    """The 32-bit mixer :math:`g` on int64 tensors holding values in :math:`[0, 2^{32})`."""
-    x = x ^ (x >> 16)
-    x = (x * _MULTIPLIER_1) & _MASK32
-    x = x ^ (x >> 15)
-    x = _times_multiplier_2(x)
-    return x ^ (x >> 16)
+    """The 32-bit mixer :math:`g` on int32 words (products wrap modulo :math:`2^{32}`)."""
+    x = x ^ _shift_right(x, 16)
+    x = x * _MULTIPLIER_1
+    x = x ^ _shift_right(x, 15)
+    x = x * _MULTIPLIER_2
+    return x ^ _shift_right(x, 16)
+
+
+def _words(key: torch.Tensor, counter: torch.Tensor, n: int) -> torch.Tensor:
+    """Words ``counter, ..., counter + n - 1`` as int32 (see :func:`counter_bits`).
+
+    The counter's low word plus ``arange`` wraps in int32 as :math:`i_0` does; the
+    positions past the wrap carry one into the high word.
+    """
+    low, high = _as_int32(counter & _MASK32), _as_int32(counter >> 32)
+    offsets = torch.arange(n, dtype=torch.int32, device=key.device)
+    # Offsets from 2^32 - i_0 on wrap (none when i_0 = 0: the threshold clamps to n).
+    wrap = torch.clamp(2**32 - (counter & _MASK32), max=n).to(torch.int32)
+    carry = (offsets >= wrap).to(torch.int32)
+    key_low, key_high = _as_int32(key[0]), _as_int32(key[1])
+    return mix32(mix32((offsets + low) ^ key_low) ^ (high + carry) ^ key_high)
 
 
 def counter_bits(key: torch.Tensor, counter: torch.Tensor, n: int) -> torch.Tensor:
@@ -59,14 +80,12 @@ def counter_bits(key: torch.Tensor, counter: torch.Tensor, n: int) -> torch.Tens
     ``key`` is an int64 tensor of two 32-bit words (shape (2,)), ``counter`` a 0-d int64
     tensor; both are tensors so a compiled caller sees new values, not new constants.
     """
-    index = torch.arange(n, dtype=torch.int64, device=key.device) + counter
-    low, high = index & _MASK32, index >> 32
-    return mix32(mix32(low ^ key[0]) ^ high ^ key[1])
+    return _words(key, counter, n).to(torch.int64) & _MASK32
 
 
 def counter_uniform(key: torch.Tensor, counter: torch.Tensor, n: int) -> torch.Tensor:
     """Uniforms ``counter, ..., counter + n - 1`` of the stream ``key``, float32 in [0, 1)."""
-    return (counter_bits(key, counter, n) >> 8).to(torch.float32) * (2.0**-24)
+    return _shift_right(_words(key, counter, n), 8).to(torch.float32) * (2.0**-24)
 
 
 def counter_integers(key: torch.Tensor, counter: torch.Tensor, n: int, high: int) -> torch.Tensor:
