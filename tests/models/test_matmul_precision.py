@@ -54,6 +54,14 @@ def test_the_flags_after_the_colon_are_read_and_a_file_without_them_says_no(tmp_
     assert cpu_has_native_bfloat16(none) is False
 
 
+@pytest.mark.parametrize(("features", "expected"), [("fp asimd sve bf16 i8mm", True),
+                                                    ("fp asimd sve i8mm", False)])  # fmt: skip
+def test_arm_cpus_are_read_from_their_features_line(tmp_path, features, expected):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nFeatures\t: {features}\nCPU part\t: 0xd40\n")
+    assert cpu_has_native_bfloat16(cpuinfo) is expected
+
+
 def test_by_default_this_machines_flags_are_read():
     cpuinfo = Path("/proc/cpuinfo")
     if not cpuinfo.exists():
@@ -216,3 +224,8 @@ def test_bfloat16_on_a_cpu_without_its_units_warns_that_float32_is_faster(monkey
         assert messages == []
     else:
         assert len(messages) == 1 and "use precision='float32' here" in messages[0]
+        assert all(w.filename == __file__ for w in caught)  # the user's line, not ebmlab's
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        BernoulliRBM(4, 3, precision="bfloat16")
+    assert [w.filename for w in caught] == ([] if native else [__file__])

@@ -63,12 +63,13 @@ def test_cuda_tensors_get_cuda_graphs_with_cloned_outputs(monkeypatch):
     monkeypatch.setattr(compiled, "on_cuda", lambda arguments: True)
     monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: steps.append(1))
     function = CompiledFunction(double, "the test runs", kernel_threads=1)
-    doubled, (same,) = function(torch.ones(3))
+    x = torch.ones(3)
+    doubled, (same,) = function(x)
     assert calls == [{"dynamic": False, "mode": "reduce-overhead"}]  # no thread option
     assert function.cuda_graphs and steps == [1]
     assert torch.equal(doubled, torch.full((3,), 2.0))
     # Outputs are copies: the next replay's writes into its buffers do not reach them.
-    assert doubled is not results[-1] and same.data_ptr() != results[-1].data_ptr()
+    assert doubled.data_ptr() != results[-1].data_ptr() and same.data_ptr() != x.data_ptr()
     results[-1].zero_()
     assert torch.equal(doubled, torch.full((3,), 2.0))
 

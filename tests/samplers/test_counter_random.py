@@ -172,3 +172,10 @@ def test_integers_are_uniform_on_their_range_and_follow_the_words():
     assert torch.equal(values, counter_bits(KEY, torch.tensor(0), N) % high)
     assert torch.equal((counter_bits(KEY, torch.tensor(0), N) >> 8).float() * 2.0**-24,
                        counter_uniform(KEY, torch.tensor(0), N))  # fmt: skip
+
+
+def test_an_int32_counter_gives_the_int64_counters_words_and_huge_draws_are_refused():
+    counter = torch.tensor(2**31 - 2, dtype=torch.int64)
+    assert torch.equal(counter_bits(KEY, counter.to(torch.int32), 8), counter_bits(KEY, counter, 8))
+    with pytest.raises(ValueError, match=r"n must be below 2\*\*31"):
+        counter_uniform(KEY, counter, 2**31)

@@ -282,3 +282,19 @@ def test_non_finite_loss_stops_training_with_a_message(tiny_rbm):
 def test_bad_hyperparameters(field, value, message):
     with pytest.raises(ValueError, match=message):
         CDConfig(**{field: value})
+
+
+def test_hidden_means_from_a_reusing_runs_checkpoint_are_recomputed_when_not_reused():
+    model = BernoulliRBM(6, 4, generator=torch.Generator().manual_seed(0))
+    chains = torch.bernoulli(torch.full((5, 6), 0.5), generator=torch.Generator().manual_seed(1))
+    stale = torch.full((5, 4), 0.99)  # far from p(h | chains): reusing them would show
+    negatives = []
+    for state in ({"chains": chains, "chain_hidden_means": stale}, {"chains": chains}):
+        objective = ContrastiveDivergence(model, persistent=True)
+        objective.load_state_dict(state)
+        assert objective.chain_hidden_means is None
+        v_data = chains.clone()
+        negatives.append(objective.negatives(v_data, model.mean_h(v_data).detach(),
+                                             generator=torch.Generator().manual_seed(2)))  # fmt: skip
+    for a, b in zip(*negatives, strict=True):
+        assert torch.equal(a, b)

@@ -100,8 +100,10 @@ def test_augmented_epochs_equal_the_general_path(options, kind, monkeypatch):
         {"dynamic_binarization": True},
         {"precision": "bfloat16"},
         {"tempering": 3, "persistent": True},
+        {"compile": True},
+        {"sparsity_target": 0.1, "sparsity_cost": 0.5},
     ],
-    ids=["momentum", "centering", "binarisation", "bfloat16", "tempering"],
+    ids=["momentum", "centering", "binarisation", "bfloat16", "tempering", "compile", "sparsity"],
 )
 def test_other_settings_keep_the_per_update_path(change):
     config = CDConfig(centering=False) if "centering" not in change else CDConfig()
@@ -181,3 +183,31 @@ def test_reused_means_are_returned_and_fresh_chains_start_from_the_first_batch()
         generator=torch.Generator(),
     )  # fmt: skip
     assert recomputed.hidden_means is None and recomputed.visible.shape == (7, 9)
+
+
+def test_learning_rate_groups_that_differ_keep_the_per_update_path():
+    trainer = CDTrainer(BernoulliRBM(9, 6), CDConfig(centering=False), generator=torch.Generator(),
+                        track_loss=False)  # fmt: skip
+    assert trainer._plain_sgd_epoch(DATA.float())
+    trainer.optimizer.param_groups[1]["lr"] *= 0.5  # the biases' group
+    assert not trainer._plain_sgd_epoch(DATA.float())
+
+
+def test_data_of_another_dtype_than_the_model_keeps_the_per_update_path():
+    # The Gaussian-Bernoulli RBM accepts float32 data for a float64 model (type promotion).
+    model = tiny_rbm(kind=GaussianBernoulliRBM)
+    trainer = CDTrainer(model, CDConfig(centering=False, epochs=1, batch_size=5),
+                        generator=torch.Generator().manual_seed(0), track_loss=False)  # fmt: skip
+    assert not trainer._plain_sgd_epoch(REAL_DATA.float())
+    trainer.train_epoch(REAL_DATA.float())  # trains, through autograd
+    assert torch.isfinite(model.weight).all()
+
+
+def test_a_sigma_loaded_after_construction_is_seen_at_the_next_epoch():
+    model = tiny_rbm(kind=GaussianBernoulliRBM)
+    trainer = CDTrainer(model, CDConfig(centering=False), generator=torch.Generator(),
+                        track_loss=False)  # fmt: skip
+    assert trainer._plain_sgd_epoch(REAL_DATA)
+    state = model.state_dict() | {"log_sigma": torch.full((9,), 0.7, dtype=torch.float64)}
+    model.load_state_dict(state)
+    assert not trainer._plain_sgd_epoch(REAL_DATA)

@@ -30,8 +30,11 @@ def check_precision(precision: object) -> str:
     return check_choice("precision", precision, PRECISIONS)
 
 
-def cpu_has_native_bfloat16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
-    """Whether this CPU multiplies bfloat16 matrices in hardware (AMX-BF16 or AVX512-BF16).
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def cpu_has_native_bfloat16(cpuinfo: str | Path = CPUINFO) -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (AMX-BF16, AVX512-BF16, Arm BF16).
 
     Reads the kernel's CPU flags; False where they cannot be read (not Linux).
     """
@@ -43,10 +46,12 @@ def cpu_has_native_bfloat16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
         if line.startswith("flags"):
             flags = set(line.split(":", 1)[1].split())
             return bool(flags & {"amx_bf16", "avx512_bf16"})
+        if line.startswith("Features"):  # Arm: BF16 matrix instructions (e.g. Graviton3)
+            return "bf16" in line.split(":", 1)[1].split()
     return False
 
 
-def warn_if_emulated(device: torch.device) -> None:
+def warn_if_emulated(device: torch.device, *, stacklevel: int = 2) -> None:
     """Warn that bfloat16 products are slower than float32 on a CPU without bfloat16 units.
 
     Measured with torch 2.13 on the RBM update's 100 x 784 x 500 product: 52 GFLOP/s
@@ -54,13 +59,14 @@ def warn_if_emulated(device: torch.device) -> None:
     AVX2-only AMD EPYC Zen 3 (benchmarks/RESULTS.md); 2.2-5.4x faster than float32 where
     the units exist.
     """
-    if device.type == "cpu" and not cpu_has_native_bfloat16():
+    # Only where the CPU's flags can be read (Linux): elsewhere nothing is known.
+    if device.type == "cpu" and CPUINFO.exists() and not cpu_has_native_bfloat16():
         warnings.warn(
             "precision='bfloat16' on a CPU without bfloat16 matrix units (no AMX-BF16 or "
             "AVX512-BF16 flag): the products are emulated and slower than float32, by up "
             "to 60x; use precision='float32' here",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
 
 

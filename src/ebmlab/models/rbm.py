@@ -111,16 +111,20 @@ class BernoulliRBM(nn.Module):
         )
         self.visible_bias = nn.Parameter(torch.zeros(n_visible, dtype=dtype, device=device))
         self.hidden_bias = nn.Parameter(torch.zeros(n_hidden, dtype=dtype, device=device))
-        self.set_precision(precision)
+        self._set_precision(precision)
 
     def extra_repr(self) -> str:
         return f"n_visible={self.n_visible}, n_hidden={self.n_hidden}"
 
     def set_precision(self, precision: str) -> BernoulliRBM:
         """Use ``"bfloat16"`` or ``"float32"`` operands in the conditionals' products; returns ``self``."""
+        return self._set_precision(precision)
+
+    def _set_precision(self, precision: str) -> BernoulliRBM:
+        # Called from set_precision and __init__: the warning names their caller's line.
         self.precision = check_precision(precision)
         if self.precision == "bfloat16" and self.weight.dtype == torch.float32:
-            warn_if_emulated(self.weight.device)
+            warn_if_emulated(self.weight.device, stacklevel=4)
         self._weight_bf16 = BFloat16Copy()
         return self
 

@@ -65,6 +65,9 @@ def _words(key: torch.Tensor, counter: torch.Tensor, n: int) -> torch.Tensor:
     The counter's low word plus ``arange`` wraps in int32 as :math:`i_0` does; the
     positions past the wrap carry one into the high word.
     """
+    if n >= 2**31:  # int32 offsets: larger draws are split by the caller
+        raise ValueError(f"n must be below 2**31 words per call; got {n}")
+    counter = counter.to(torch.int64)
     low, high = _as_int32(counter & _MASK32), _as_int32(counter >> 32)
     offsets = torch.arange(n, dtype=torch.int32, device=key.device)
     # Offsets from 2^32 - i_0 on wrap (none when i_0 = 0: the threshold clamps to n).

@@ -158,8 +158,16 @@ def augmented_cd_epoch(
     Returns
     -------
     PersistentChains or None
-        The chains at the end of the epoch (hidden means kept only where ``chains``
-        held them: those are reused, the others recomputed), or None for CD-k.
+        The chains at the end of the epoch (with their hidden means when
+        ``chains.reuse_hidden_means``, else None: recomputed at each update), or None
+        for CD-k.
+
+    Notes
+    -----
+    In float64 the epoch equals the per-update path to rounding. In float32 the biases
+    enter the products inside the GEMM instead of after it, so a uniform that lies within
+    rounding of its probability can, rarely, fall on the other side: the two paths are
+    then the same Markov chain with sample paths that part.
     """
     n_batch = min(batch_size, shuffled.shape[0])
     data = _augment(shuffled)

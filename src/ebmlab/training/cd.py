@@ -175,7 +175,7 @@ class ContrastiveDivergence:
             return h_data
         if self.chains is None:
             self.chains = self._initial_chains(v_data)
-        if self.chain_hidden_means is not None:
+        if self.reuse_hidden_means and self.chain_hidden_means is not None:
             return self.chain_hidden_means
         with grad_off():
             return self.model.mean_h(self.chains)
@@ -235,3 +235,5 @@ class ContrastiveDivergence:
             None if saved is None else saved.to(device=reference.device, dtype=reference.dtype)
             for saved in (state.get("chains"), state.get("chain_hidden_means"))
         )
+        if not self.reuse_hidden_means:  # a checkpoint of a reusing run: recomputed here
+            self.chain_hidden_means = None

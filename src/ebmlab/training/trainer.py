@@ -311,7 +311,7 @@ class CDTrainer:
         )
         self._fused = plain_energy and type(model) is BernoulliRBM
         # Whole plain-SGD epochs on bias-augmented matrices (_plain_sgd_epoch).
-        self._augmentable = plain_energy and augmented_cd.supports(model)
+        self._augmentable = plain_energy
 
     # ----- one update / one epoch ----------------------------------------------------
     def update(self, v_data: torch.Tensor) -> float | None:
@@ -447,6 +447,8 @@ class CDTrainer:
         reduced_precision = getattr(self.model, "reduced_precision", None)
         return (
             self._augmentable
+            and augmented_cd.supports(self.model)  # again: sigma may have been loaded since
+            and data.dtype == self.model.weight.dtype  # the buffers take the model's dtype
             and not self.track_loss
             and self.centering is None
             and not self.config.dynamic_binarization
