@@ -22,9 +22,10 @@ def test_a_failed_compile_warns_once_and_runs_the_function_eagerly():
 
     function._run = broken  # what torch.compile's wrapper does where it cannot build
     with pytest.warns(RuntimeWarning, match=r"torch.compile failed \(RuntimeError: no C "
-                      r"compiler found\); the test runs eagerly"):  # fmt: skip
+                      r"compiler found\); the test runs eagerly") as caught:  # fmt: skip
         assert torch.equal(function(torch.ones(3)), torch.full((3,), 2.0))
     assert function.compiled is False
+    assert [w.filename for w in caught] == [__file__]  # the warning names the caller's line
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a second warning would raise here
         assert torch.equal(function(torch.ones(2)), torch.full((2,), 2.0))
@@ -37,14 +38,17 @@ def test_an_eager_function_raises_its_own_errors():
         function("not a tensor", "two arguments")
 
 
-def test_cpu_tensors_get_the_cpp_loops_with_the_thread_option(monkeypatch):
+@pytest.mark.parametrize(("threads", "options"), [(1, {"cpp.threads": 1}), (None, None)])
+def test_cpu_tensors_get_the_cpp_loops_with_the_thread_option(monkeypatch, threads, options):
     calls = []
-    monkeypatch.setattr(torch, "compile", lambda f, **kw: calls.append(kw) or f)
-    function = CompiledFunction(double, "the test runs", kernel_threads=1)
-    assert function._run is None  # built at the first call, for its arguments' device
-    assert torch.equal(function(torch.ones(3)), torch.full((3,), 2.0))
-    assert calls == [{"dynamic": False, "options": {"cpp.threads": 1}}]
-    assert function.cuda_graphs is False
+    monkeypatch.setattr(torch, "compile", lambda f, **kw: calls.append((f, kw)) or f)
+    function = CompiledFunction(double, "the test runs", kernel_threads=threads)
+    assert function._run is None and function.cuda_graphs is False  # built at the first call
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback: the compiled function itself ran
+        assert torch.equal(function(torch.ones(3)), torch.full((3,), 2.0))
+    assert calls == [(double, {"dynamic": False, "options": options})]
+    assert function.cuda_graphs is False and function.compiled is True
     function(torch.ones(3))
     assert len(calls) == 1  # compiled once
 
@@ -57,15 +61,17 @@ def test_cuda_tensors_get_cuda_graphs_with_cloned_outputs(monkeypatch):
 
     def graph_replay(x):
         results.append(2 * x)  # what a replayed graph hands out: its static output buffer
-        return results[-1], (x,)
+        return results[-1], (x,), 3
 
-    monkeypatch.setattr(torch, "compile", lambda f, **kw: calls.append(kw) or graph_replay)
-    monkeypatch.setattr(compiled, "on_cuda", lambda arguments: True)
+    monkeypatch.setattr(torch, "compile", lambda f, **kw: calls.append((f, kw)) or graph_replay)
+    # The device test sees the call's own arguments.
+    monkeypatch.setattr(compiled, "on_cuda", lambda arguments: arguments[0] is x)
     monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: steps.append(1))
     function = CompiledFunction(double, "the test runs", kernel_threads=1)
     x = torch.ones(3)
-    doubled, (same,) = function(x)
-    assert calls == [{"dynamic": False, "mode": "reduce-overhead"}]  # no thread option
+    doubled, (same,), count = function(x)
+    assert count == 3  # other outputs pass through
+    assert calls == [(double, {"dynamic": False, "mode": "reduce-overhead"})]  # no threads
     assert function.cuda_graphs and steps == [1]
     assert torch.equal(doubled, torch.full((3,), 2.0))
     # Outputs are copies: the next replay's writes into its buffers do not reach them.
@@ -77,7 +83,11 @@ def test_cuda_tensors_get_cuda_graphs_with_cloned_outputs(monkeypatch):
 def test_on_cuda_looks_through_nested_arguments():
     from ebmlab.samplers.compiled import on_cuda
 
+    class FakeCuda(torch.Tensor):
+        is_cuda = True
+
     assert not on_cuda((torch.ones(2), [torch.zeros(1), {"a": torch.ones(1)}], 3, "x"))
+    assert on_cuda((torch.ones(2), [3, {"a": torch.ones(1).as_subclass(FakeCuda)}]))
     if torch.cuda.is_available():
         assert on_cuda((1, [{"a": torch.ones(1, device="cuda")}]))
 

@@ -64,17 +64,20 @@ def test_mixer_matches_its_definition_in_exact_integers():
     [0, 5, 2**31 - 3, 2**32 - 7, 2**32, 3 * 2**32 - 1, 2**40 + 12345, 2**62 + 2**32 - 2],
     ids=lambda c: hex(c),
 )
-def test_words_follow_the_64_bit_counter_across_the_low_words_wrap(counter):
+@pytest.mark.parametrize("key", [(0x1234ABCD, 0x0BADF00D), (0xFEDCBA98, 0x80000001)],
+                         ids=["low-keys", "keys-above-2^31"])  # fmt: skip
+def test_words_follow_the_64_bit_counter_across_the_low_words_wrap(counter, key):
     # i = 2^32 i_1 + i_0, x_i = g(g(i_0 ^ k_0) ^ i_1 ^ k_1), in unbounded integers.
     n = 16
     expected = [
-        reference_mix32(reference_mix32(((counter + i) & 0xFFFFFFFF) ^ 0x1234ABCD)
-                        ^ ((counter + i) >> 32) ^ 0x0BADF00D)
+        reference_mix32(reference_mix32(((counter + i) & 0xFFFFFFFF) ^ key[0])
+                        ^ ((counter + i) >> 32) ^ key[1])
         for i in range(n)
     ]  # fmt: skip
-    got = counter_bits(KEY, torch.tensor(counter, dtype=torch.int64), n)
+    key_tensor = torch.tensor(key, dtype=torch.int64)
+    got = counter_bits(key_tensor, torch.tensor(counter, dtype=torch.int64), n)
     assert got.dtype == torch.int64 and got.tolist() == expected
-    uniforms = counter_uniform(KEY, torch.tensor(counter, dtype=torch.int64), n)
+    uniforms = counter_uniform(key_tensor, torch.tensor(counter, dtype=torch.int64), n)
     assert uniforms.tolist() == [(x >> 8) * 2.0**-24 for x in expected]
 
 

@@ -41,8 +41,12 @@ _MULTIPLIER_2 = 0x846CA68B - 2**32  # as a signed 32-bit integer: the same bits
 
 
 def _as_int32(words: torch.Tensor) -> torch.Tensor:
-    """int64 values in [0, 2^32) as int32 tensors holding the same 32 bits."""
-    return (words - ((words >> 31) << 32)).to(torch.int32)
+    """int64 values in [0, 2^32) as int32 tensors holding the same 32 bits.
+
+    Subtracting :math:`2^{32}` from the values at or above :math:`2^{31}` makes the
+    conversion exact instead of relying on the narrowing cast's wrap.
+    """
+    return torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
 
 
 def _shift_right(x: torch.Tensor, shift: int) -> torch.Tensor:
