@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -26,6 +27,7 @@ def test_a_failed_compile_warns_once_and_runs_the_function_eagerly():
                       r"compiler found\); the test runs eagerly") as caught:  # fmt: skip
         assert torch.equal(function(torch.ones(3)), torch.full((3,), 2.0))
     assert function.compiled is False
+    assert Path(caught[0].filename).name != "compiled.py"  # not the line that raises it
     if not UNDER_MUTATION_TESTING:  # mutmut's trampolines add a frame
         assert [w.filename for w in caught] == [__file__]  # the warning names the caller's line
     with warnings.catch_warnings():

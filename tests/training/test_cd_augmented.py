@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -211,3 +213,14 @@ def test_a_sigma_loaded_after_construction_is_seen_at_the_next_epoch():
     state = model.state_dict() | {"log_sigma": torch.full((9,), 0.7, dtype=torch.float64)}
     model.load_state_dict(state)
     assert not trainer._plain_sgd_epoch(REAL_DATA)
+
+
+def test_an_augmented_epoch_tells_the_scheduler_that_the_optimizer_stepped():
+    # Else torch warns that lr_scheduler.step() came before optimizer.step().
+    trainer = CDTrainer(tiny_rbm(), CDConfig(centering=False, batch_size=5),
+                        generator=torch.Generator().manual_seed(0), track_loss=False)  # fmt: skip
+    assert trainer._plain_sgd_epoch(DATA)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trainer.train_epoch(DATA)
+        trainer.train_epoch(DATA)
