@@ -92,7 +92,7 @@ class PersistentChains:
 class _Buffers:
     """The augmented weights and the epoch's preallocated unit buffers (ones columns set)."""
 
-    def __init__(self, model: LayeredRBM, n_rows: int) -> None:
+    def __init__(self, model: LayeredRBM, n_batch: int, n_rows: int) -> None:
         n_visible, n_hidden = model.n_visible, model.n_hidden
         weight = model.weight
         self.augmented = weight.new_zeros(n_visible + 1, n_hidden + 1)
@@ -103,8 +103,9 @@ class _Buffers:
         self.to_hidden = self.augmented[:, :n_hidden]
         self.to_visible = self.augmented[:n_visible, :].t()
         self.weight_block = self.augmented[:n_visible, :n_hidden]
-        # Rows enough for a minibatch or the chains; views of the first rows serve both.
-        self.data_hidden = weight.new_ones(n_rows, n_hidden + 1)
+        # The minibatch's hidden means; samples with rows enough for a minibatch or the
+        # chains (views of the first rows serve both).
+        self.data_hidden = weight.new_ones(n_batch, n_hidden + 1)
         self.hidden_sample = weight.new_ones(n_rows, n_hidden + 1)
         # Gaussian visible units: the standard normal draws, as torch.randn lays them out.
         self.noise = None if model.binary_visible else weight.new_empty(n_rows, n_visible)
@@ -173,7 +174,7 @@ def augmented_cd_epoch(
     data = _augment(shuffled)
     persistent = chains is not None
     n_chains = _count_chains(chains, n_batch)
-    buffers = _Buffers(model, max(n_batch, n_chains))
+    buffers = _Buffers(model, n_batch, max(n_batch, n_chains))
     if persistent:
         visible, hidden = _start_chains(buffers, chains, data[:n_batch], n_chains)
     else:  # CD: chain buffers as large as a minibatch, refilled by every update

@@ -22,8 +22,8 @@ from ebmlab._validation import (
 from ebmlab.models.matmul_precision import check_precision
 from ebmlab.models.rbm import BernoulliRBM
 from ebmlab.samplers.tempering import ParallelTempering, temperature_ladder
-from ebmlab.training import augmented_cd
 from ebmlab.training.augmented_cd import PersistentChains, augmented_cd_epoch
+from ebmlab.training.augmented_cd import supports as augmented_supports
 from ebmlab.training.cd import ContrastiveDivergence, cd_loss, sparsity_penalty
 from ebmlab.training.centering import Centering, check_offset_rate
 from ebmlab.training.compiled_gibbs import CompiledGibbs
@@ -310,8 +310,7 @@ class CDTrainer:
             and not self.context.enabled
         )
         self._fused = plain_energy and type(model) is BernoulliRBM
-        # Whole plain-SGD epochs on bias-augmented matrices (_plain_sgd_epoch).
-        self._augmentable = plain_energy
+        self._plain_energy = plain_energy  # also what the augmented epochs need
 
     # ----- one update / one epoch ----------------------------------------------------
     def update(self, v_data: torch.Tensor) -> float | None:
@@ -405,7 +404,9 @@ class CDTrainer:
         order = torch.randperm(
             data.shape[0], generator=self.generator, device=self.generator.device
         )
-        batches = self._minibatches(data, order)
+        # The augmented epoch shuffles its own augmented copy: no minibatch views then.
+        augmented = not progress and self._plain_sgd_epoch(data)
+        batches = () if augmented else self._minibatches(data, order)
         if progress:
             from tqdm.auto import tqdm
 
@@ -415,9 +416,9 @@ class CDTrainer:
         # non-finite loss still stops the epoch's end before any checkpoint is written.
         total, count = torch.zeros((), dtype=data.dtype, device=data.device), 0
         with torch.set_grad_enabled(not self._fused):
-            if not progress and self._plain_sgd_epoch(data):
+            if augmented:
                 self._augmented_epoch(data[order])
-                batches, count = (), data.shape[0]
+                count = data.shape[0]
             for v in batches:
                 if config.dynamic_binarization:
                     v = torch.bernoulli(v, generator=self.sampling_generator)
@@ -444,10 +445,9 @@ class CDTrainer:
         :func:`~ebmlab.training.augmented_cd.augmented_cd_epoch` performs (no loss tracked,
         no momentum, centering, tempering, compiled sweeps, binarisation or bfloat16)."""
         groups = self.optimizer.param_groups
-        reduced_precision = getattr(self.model, "reduced_precision", None)
         return (
-            self._augmentable
-            and augmented_cd.supports(self.model)  # again: sigma may have been loaded since
+            self._plain_energy
+            and augmented_supports(self.model)  # every epoch: sigma may have been loaded since
             and data.dtype == self.model.weight.dtype  # the buffers take the model's dtype
             and not self.track_loss
             and self.centering is None
@@ -456,7 +456,7 @@ class CDTrainer:
             and self.objective.compiled_gibbs is None
             and not any(group["momentum"] for group in groups)
             and len({group["lr"] for group in groups}) == 1
-            and not (reduced_precision is not None and reduced_precision(data))
+            and getattr(self.model, "precision", "float32") == "float32"
         )
 
     def _augmented_epoch(self, shuffled: torch.Tensor) -> None:
